@@ -1,0 +1,6 @@
+//! The policy crate's one integration-test binary: lint rules, rendering, diff, the example
+//! policies and the never-panic property tests, one module each.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod support;
