@@ -13,6 +13,7 @@ pub mod check;
 pub mod duration;
 pub mod error;
 pub mod model;
+pub mod render;
 pub mod source;
 pub mod taxonomy;
 
