@@ -59,8 +59,7 @@ pub mod sources {
     /// Network logs kept at least six months.
     pub const NETWORK_LOGS: &str = "Cybersecurity Law Art. 21(3)";
     /// The app rules' limit on answering requests and completing cancellations.
-    pub const APP_RULES_15_WORKING_DAYS: &str =
-        "PIPL Art. 50; App Illegal Collection Determination Method (2019) §6: at most 15 working days";
+    pub const APP_RULES_15_WORKING_DAYS: &str = "PIPL Art. 50; App Illegal Collection Determination Method (2019) §6: at most 15 working days";
     /// GDPR's one month.
     pub const GDPR_ONE_MONTH: &str = "GDPR Art. 12(3): one month";
     /// CCPA's 45 days.
@@ -68,7 +67,8 @@ pub mod sources {
     /// PIPL's guardian age.
     pub const PIPL_MINORS: &str = "PIPL Art. 28, Art. 31: guardian consent below 14";
     /// COPPA's parental consent age.
-    pub const COPPA_MINORS: &str = "COPPA 15 U.S.C. §6501(1), 16 CFR §312.5: parental consent below 13";
+    pub const COPPA_MINORS: &str =
+        "COPPA 15 U.S.C. §6501(1), 16 CFR §312.5: parental consent below 13";
     /// GDPR's floor for the age of digital consent.
     pub const GDPR_MINORS: &str = "GDPR Art. 8(1): parental consent below 16, no lower than 13";
     /// CCPA's parental opt-in age.
@@ -81,6 +81,8 @@ pub mod sources {
     pub const CCPA_RIGHTS: &str = "CCPA Cal. Civ. Code §1798.100-1798.125";
     /// Explanation of automated decisions.
     pub const AUTOMATED_DECISIONS: &str = "PIPL Art. 24; GDPR Art. 22";
+    /// PIPL's closed list of legal bases has no legitimate interest.
+    pub const PIPL_BASES: &str = "PIPL Art. 13 (no legitimate-interest basis)";
     /// Who the controller is and how to reach them.
     pub const CONTACT: &str = "PIPL Art. 17(1); GDPR Art. 13(1)(a)";
     /// Purpose limitation: data is collected only for a stated purpose.
@@ -184,7 +186,12 @@ impl Checker<'_> {
         }
     }
 
-    fn duplicates<'k>(&mut self, code: &'static str, what: &str, keys: impl Iterator<Item = &'k Key>) {
+    fn duplicates<'k>(
+        &mut self,
+        code: &'static str,
+        what: &str,
+        keys: impl Iterator<Item = &'k Key>,
+    ) {
         let mut seen: HashSet<&str> = HashSet::new();
         for key in keys {
             if !seen.insert(key.get_ref().as_str()) {
@@ -220,9 +227,14 @@ impl Checker<'_> {
             );
         }
         let contact = &policy.controller.contact;
-        if [&contact.email, &contact.phone, &contact.address, &contact.web]
-            .iter()
-            .all(|c| c.as_deref().is_none_or(|v| v.trim().is_empty()))
+        if [
+            &contact.email,
+            &contact.phone,
+            &contact.address,
+            &contact.web,
+        ]
+        .iter()
+        .all(|c| c.as_deref().is_none_or(|v| v.trim().is_empty()))
         {
             self.legal(
                 "controller.no_contact",
@@ -273,9 +285,8 @@ impl Checker<'_> {
                     format!("`{key}` is already a fideslang category; remove `extension = true`"),
                 ),
                 (false, false) => {
-                    let hint = taxonomy::nearest_known_parent(key).map_or_else(String::new, |p| {
-                        format!(" (it would extend `{p}`)")
-                    });
+                    let hint = taxonomy::nearest_known_parent(key)
+                        .map_or_else(String::new, |p| format!(" (it would extend `{p}`)"));
                     self.error(
                         "category.unknown_key",
                         &category.key.span(),
@@ -329,7 +340,9 @@ impl Checker<'_> {
                     "purpose.malformed_key",
                     &purpose.key.span(),
                     path.clone(),
-                    format!("purpose key `{key}` must be lower-case snake_case, like ai_transcription"),
+                    format!(
+                        "purpose key `{key}` must be lower-case snake_case, like ai_transcription"
+                    ),
                 );
             }
             if let Some(data_use) = &purpose.data_use {
@@ -359,7 +372,10 @@ impl Checker<'_> {
             let consent = *purpose.basis.get_ref() == LegalBasis::Consent;
             if consent && !purpose.separate_consent {
                 for category in &purpose.categories {
-                    if policy.category(category.get_ref()).is_some_and(|c| c.sensitive) {
+                    if policy
+                        .category(category.get_ref())
+                        .is_some_and(|c| c.sensitive)
+                    {
                         self.legal(
                             "consent.sensitive_not_separate",
                             &category.span(),
@@ -382,6 +398,19 @@ impl Checker<'_> {
                         "purpose `{key}` rests on consent but is not optional: refusing consent must not block the service (set optional = true, or use the contract basis if it is necessary)"
                     ),
                     sources::CONSENT_FREELY_GIVEN,
+                );
+            }
+            if *purpose.basis.get_ref() == LegalBasis::LegitimateInterest
+                && policy.applies(Law::Pipl)
+            {
+                self.legal(
+                    "purpose.basis_not_in_law",
+                    &purpose.basis.span(),
+                    format!("{path}.basis"),
+                    format!(
+                        "purpose `{key}` rests on legitimate interest, which PIPL does not recognise; use consent, contract or a legal obligation"
+                    ),
+                    sources::PIPL_BASES,
                 );
             }
             if !consent && (purpose.separate_consent || purpose.consent_valid_for.is_some()) {
@@ -408,7 +437,11 @@ impl Checker<'_> {
 
     fn retention(&mut self) {
         let policy = self.policy;
-        let ids: Vec<&Key> = policy.retention.iter().filter_map(|r| r.id.as_ref()).collect();
+        let ids: Vec<&Key> = policy
+            .retention
+            .iter()
+            .filter_map(|r| r.id.as_ref())
+            .collect();
         self.duplicates("duplicate.retention_id", "retention", ids.into_iter());
         let mut covered: HashMap<&str, usize> = HashMap::new();
         for (index, rule) in policy.retention.iter().enumerate() {
@@ -431,18 +464,28 @@ impl Checker<'_> {
                     );
                 }
             }
-            if rule.statutory && rule.legal_source.as_deref().is_none_or(|s| s.trim().is_empty()) {
+            if rule.statutory
+                && rule
+                    .legal_source
+                    .as_deref()
+                    .is_none_or(|s| s.trim().is_empty())
+            {
                 self.legal(
                     "retention.statutory_without_source",
                     &rule.keep.span(),
                     format!("{path}.legal_source"),
-                    "a statutory retention must name the law that requires it (legal_source)".into(),
+                    "a statutory retention must name the law that requires it (legal_source)"
+                        .into(),
                     sources::STATUTORY_SOURCE,
                 );
             }
             if let Some(extension) = &rule.extension {
                 self.require_purpose(&extension.purpose, &format!("{path}.extension.purpose"));
-                if !rule.keep.get_ref().certainly_shorter_than(extension.keep.get_ref()) {
+                if !rule
+                    .keep
+                    .get_ref()
+                    .certainly_shorter_than(extension.keep.get_ref())
+                {
                     self.error(
                         "retention.extension_not_longer",
                         &extension.keep.span(),
@@ -456,7 +499,9 @@ impl Checker<'_> {
                 }
             }
             if policy.applies(Law::Pipl) {
-                let six_months = PolicyDuration::months(6);
+                // Regulators and the national standards read "six months" as 180 days, which is
+                // how published policies state it ("logs are kept 180 days").
+                let six_months = PolicyDuration::days(180);
                 for category in &rule.categories {
                     let is_log = policy
                         .category(category.get_ref())
@@ -467,7 +512,7 @@ impl Checker<'_> {
                             &rule.keep.span(),
                             format!("{path}.keep"),
                             format!(
-                                "network log `{}` is kept {} but must be kept at least six months where PIPL applies",
+                                "network log `{}` is kept {} but must be kept at least six months (180 days) where PIPL applies",
                                 category.get_ref(),
                                 rule.keep.get_ref()
                             ),
@@ -503,6 +548,15 @@ impl Checker<'_> {
             let name = processor.name.get_ref();
             let path = format!("processor.{name}");
             self.require_categories(&processor.categories, &format!("{path}.categories"));
+            if processor.purposes.is_empty() {
+                self.legal(
+                    "processor.no_purpose",
+                    &processor.name.span(),
+                    format!("{path}.purposes"),
+                    format!("processor `{name}` serves no declared purpose"),
+                    sources::SHARING_PURPOSE,
+                );
+            }
             for purpose in &processor.purposes {
                 self.require_purpose(purpose, &format!("{path}.purposes"));
             }
@@ -551,7 +605,9 @@ impl Checker<'_> {
                     .categories
                     .iter()
                     .map(|c| c.get_ref().as_str())
-                    .filter(|category| !self.transfer_covers(name, processor.location.get_ref(), category))
+                    .filter(|category| {
+                        !self.transfer_covers(name, processor.location.get_ref(), category)
+                    })
                     .collect();
                 if !uncovered.is_empty() {
                     self.legal(
@@ -574,7 +630,8 @@ impl Checker<'_> {
     fn transfer_covers(&self, processor: &str, location: &str, category: &str) -> bool {
         self.policy.transfers.iter().any(|t| {
             t.destination.get_ref() == location
-                && (t.recipients.is_empty() || t.recipients.iter().any(|r| r.get_ref() == processor))
+                && (t.recipients.is_empty()
+                    || t.recipients.iter().any(|r| r.get_ref() == processor))
                 && t.categories.iter().any(|c| c.get_ref() == category)
         })
     }
@@ -590,7 +647,10 @@ impl Checker<'_> {
                         "reference.undeclared_processor",
                         &recipient.span(),
                         format!("{path}.recipients"),
-                        format!("recipient `{}` is not a declared processor", recipient.get_ref()),
+                        format!(
+                            "recipient `{}` is not a declared processor",
+                            recipient.get_ref()
+                        ),
                     );
                 }
             }
@@ -629,7 +689,11 @@ impl Checker<'_> {
 
     fn cookies(&mut self) {
         let policy = self.policy;
-        self.duplicates("duplicate.cookie", "cookie", policy.cookies.iter().map(|c| &c.key));
+        self.duplicates(
+            "duplicate.cookie",
+            "cookie",
+            policy.cookies.iter().map(|c| &c.key),
+        );
         for cookie in &policy.cookies {
             if let Some(purpose) = &cookie.purpose {
                 self.require_purpose(purpose, &format!("cookie.{}.purpose", cookie.key.get_ref()));
@@ -678,7 +742,11 @@ impl Checker<'_> {
     fn rights(&mut self) {
         let policy = self.policy;
         let rights = &policy.rights;
-        self.deadline_within_law(&rights.respond_within, "rights.respond_within", "answering requests");
+        self.deadline_within_law(
+            &rights.respond_within,
+            "rights.respond_within",
+            "answering requests",
+        );
         if let Some(deadline) = &rights.complaints_within {
             self.deadline_within_law(deadline, "rights.complaints_within", "answering complaints");
         }
@@ -744,7 +812,12 @@ impl Checker<'_> {
             ),
             (
                 Law::Ccpa,
-                &[Right::Access, Right::Erasure, Right::Rectification, Right::OptOutOfSale],
+                &[
+                    Right::Access,
+                    Right::Erasure,
+                    Right::Rectification,
+                    Right::OptOutOfSale,
+                ],
                 sources::CCPA_RIGHTS,
             ),
         ];
@@ -869,14 +942,19 @@ fn is_iso_date(text: &str) -> bool {
 
 fn is_dotted_key(key: &str) -> bool {
     !key.is_empty()
-        && key
-            .split('.')
-            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+        && key.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
 }
 
 fn is_snake_key(key: &str) -> bool {
     !key.is_empty()
-        && key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && key.chars().next().is_some_and(|c| c.is_ascii_lowercase())
 }
 

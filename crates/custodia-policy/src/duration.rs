@@ -113,12 +113,10 @@ impl PolicyDuration {
             DurationUnit::Hours => (n * 3600, n * 3600),
             DurationUnit::Days => (n * DAY, n * DAY),
             DurationUnit::Weeks => (n * 7 * DAY, n * 7 * DAY),
-            // n consecutive calendar months span at least n·365/12 − 3 days and at most
-            // n·366/12 + 3 days; that bound is tight enough for lint comparisons.
-            DurationUnit::Months => (
-                (n * 365 / 12).saturating_sub(3) * DAY,
-                (n * 366).div_ceil(12) * DAY + 3 * DAY,
-            ),
+            DurationUnit::Months => {
+                let (lo, hi) = month_span_days(self.amount);
+                (lo * DAY, hi * DAY)
+            }
             DurationUnit::Years => (n * 365 * DAY, n * 366 * DAY),
         }
     }
@@ -140,7 +138,8 @@ impl PolicyDuration {
         }
         if matches!(
             (self.unit, other.unit),
-            (DurationUnit::Months, DurationUnit::Years) | (DurationUnit::Years, DurationUnit::Months)
+            (DurationUnit::Months, DurationUnit::Years)
+                | (DurationUnit::Years, DurationUnit::Months)
         ) {
             return self.in_months() < other.in_months();
         }
@@ -166,6 +165,26 @@ impl PolicyDuration {
             format!("{} {many}", self.amount)
         }
     }
+}
+
+/// The fewest and most days `n` consecutive calendar months can span: whole years count 365 to
+/// 366 days, and the remaining months are summed over every starting month (February at 28 for
+/// the shortest, 29 for the longest).
+fn month_span_days(n: u32) -> (u64, u64) {
+    const LENGTHS: [u64; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let years = u64::from(n / 12);
+    let rest = (n % 12) as usize;
+    let (mut shortest, mut longest) = (u64::MAX, 0);
+    for start in 0..12 {
+        let span: u64 = LENGTHS.iter().cycle().skip(start).take(rest).sum();
+        let leap_extra = u64::from((0..rest).any(|i| (start + i) % 12 == 1));
+        shortest = shortest.min(span);
+        longest = longest.max(span + leap_extra);
+    }
+    (
+        years * 365 + shortest,
+        years * 366 + longest + u64::from(years > 0),
+    )
 }
 
 impl fmt::Display for PolicyDuration {
@@ -288,20 +307,22 @@ impl<'de> Deserialize<'de> for Deadline {
                 "calendar applies only to working_days",
             ));
         }
-        Ok(match (raw.working_days, raw.business_days, raw.days, raw.months) {
-            (Some(working_days), ..) => Self::WorkingDays {
-                working_days,
-                calendar: raw.calendar.unwrap_or_else(|| "CN".to_owned()),
+        Ok(
+            match (raw.working_days, raw.business_days, raw.days, raw.months) {
+                (Some(working_days), ..) => Self::WorkingDays {
+                    working_days,
+                    calendar: raw.calendar.unwrap_or_else(|| "CN".to_owned()),
+                },
+                (_, Some(business_days), ..) => Self::BusinessDays { business_days },
+                (_, _, Some(days), _) => Self::Days { days },
+                (_, _, _, Some(months)) => Self::Months { months },
+                _ => {
+                    return Err(serde::de::Error::custom(
+                        "a deadline needs one of working_days, business_days, days or months",
+                    ));
+                }
             },
-            (_, Some(business_days), ..) => Self::BusinessDays { business_days },
-            (_, _, Some(days), _) => Self::Days { days },
-            (_, _, _, Some(months)) => Self::Months { months },
-            _ => {
-                return Err(serde::de::Error::custom(
-                    "a deadline needs one of working_days, business_days, days or months",
-                ));
-            }
-        })
+        )
     }
 }
 
@@ -322,8 +343,12 @@ impl Deadline {
     pub fn longer_than(&self, limit: &Self) -> bool {
         match (self, limit) {
             (
-                Self::WorkingDays { working_days: a, .. },
-                Self::WorkingDays { working_days: b, .. },
+                Self::WorkingDays {
+                    working_days: a, ..
+                },
+                Self::WorkingDays {
+                    working_days: b, ..
+                },
             ) => a > b,
             (Self::BusinessDays { business_days: a }, Self::BusinessDays { business_days: b }) => {
                 a > b
@@ -389,7 +414,17 @@ mod tests {
 
     #[test]
     fn refuses_malformed_durations() {
-        for text in ["", "d", "10", "10 days", "-1d", "1.5y", "10m", "99999999999d", "20000y"] {
+        for text in [
+            "",
+            "d",
+            "10",
+            "10 days",
+            "-1d",
+            "1.5y",
+            "10m",
+            "99999999999d",
+            "20000y",
+        ] {
             assert!(text.parse::<PolicyDuration>().is_err(), "{text} accepted");
         }
     }
@@ -399,9 +434,24 @@ mod tests {
         let six_months = PolicyDuration::months(6);
         assert!(PolicyDuration::days(180).certainly_shorter_than(&six_months));
         assert!(!PolicyDuration::days(184).certainly_shorter_than(&six_months));
-        assert!(!"1y".parse::<PolicyDuration>().unwrap().certainly_shorter_than(&six_months));
-        assert!("5mo".parse::<PolicyDuration>().unwrap().certainly_shorter_than(&six_months));
-        assert!(!"540d".parse::<PolicyDuration>().unwrap().certainly_shorter_than(&six_months));
+        assert!(
+            !"1y"
+                .parse::<PolicyDuration>()
+                .unwrap()
+                .certainly_shorter_than(&six_months)
+        );
+        assert!(
+            "5mo"
+                .parse::<PolicyDuration>()
+                .unwrap()
+                .certainly_shorter_than(&six_months)
+        );
+        assert!(
+            !"540d"
+                .parse::<PolicyDuration>()
+                .unwrap()
+                .certainly_shorter_than(&six_months)
+        );
     }
 
     #[test]

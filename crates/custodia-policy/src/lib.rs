@@ -3,6 +3,8 @@
 //! - [`model`]: the types of the file, with source spans;
 //! - [`source`]: reading and parsing a file, positions for messages;
 //! - [`check`]: cross-references and the legal lint rules, each citing its article;
+//! - [`render`]: the human-readable policy (Markdown, HTML) generated from the file;
+//! - [`diff`]: what changed between two versions, and which changes are material;
 //! - [`duration`]: retention periods and response deadlines;
 //! - [`taxonomy`]: the embedded fideslang keys that category and purpose keys align with.
 //!
@@ -10,6 +12,7 @@
 //! passed [`check`]; [`load`] is the one call that gives it.
 
 pub mod check;
+pub mod diff;
 pub mod duration;
 pub mod error;
 pub mod model;

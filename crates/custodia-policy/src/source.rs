@@ -48,7 +48,10 @@ impl Source {
         })?;
         let text = String::from_utf8(bytes).map_err(|err| PolicyError::Unreadable {
             path: path.to_path_buf(),
-            reason: format!("not UTF-8 (invalid byte at offset {})", err.utf8_error().valid_up_to()),
+            reason: format!(
+                "not UTF-8 (invalid byte at offset {})",
+                err.utf8_error().valid_up_to()
+            ),
         })?;
         Ok(Self::new(path, text))
     }

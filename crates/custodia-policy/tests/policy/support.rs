@@ -11,7 +11,9 @@ pub fn repo_root() -> PathBuf {
 
 /// A fixture file under tests/fixtures.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// Every operator example under examples/, sorted.

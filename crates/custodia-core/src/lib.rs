@@ -1,0 +1,11 @@
+//! Primitives every Custodia layer shares and no layer owns: [`Timestamp`], the injected
+//! [`Clock`] (invariant 5: time is injected, tests move a clock and never sleep), and the opaque
+//! identifiers of subjects, records and keys.
+
+pub mod clock;
+pub mod id;
+pub mod time;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use id::{Id, IdError, KeyId, RecordId, SubjectId};
+pub use time::{CalendarUnit, Timestamp, TimestampError};

@@ -1,0 +1,639 @@
+//! The conformance suite every storage backend passes. A backend's integration tests call
+//! [`conformance_tests!`](crate::conformance_tests) with a function that opens fresh, empty
+//! stores; the macro expands to one `#[test]` per case, so a failure names the case.
+//!
+//! This module is test code shipped in the library (behind the `conformance` feature) so that
+//! SQLite and PostgreSQL run the very same assertions.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::Arc;
+
+use custodia_audit::{AuditEvent, EventKind};
+use custodia_core::{KeyId, RecordId, SubjectId, Timestamp};
+
+use crate::{
+    DataKeyKind, DataKeyRow, DataStore, EpochRow, KeyStore, KeyStoreMeta, Mutation, RecordRow,
+    StoreError, SubjectRow, SubjectUpdate, WriteBatch,
+};
+
+/// Opens another handle on the same databases.
+pub type Reopen = Box<dyn Fn() -> (Arc<dyn DataStore>, Arc<dyn KeyStore>) + Send + Sync>;
+
+/// Fresh stores for one test case.
+#[allow(missing_debug_implementations)]
+pub struct Harness {
+    /// The data store.
+    pub data: Arc<dyn DataStore>,
+    /// The key store.
+    pub keys: Arc<dyn KeyStore>,
+    /// Opens another handle on the same databases, as a second server instance would.
+    pub reopen: Reopen,
+}
+
+/// Expands to one `#[test]` per conformance case, each calling `$fresh()` for its stores.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fresh:path) => {
+        $crate::conformance_tests!(@cases $fresh;
+            subjects_round_trip,
+            duplicate_subjects_conflict_and_change_nothing,
+            updating_a_missing_subject_fails_and_changes_nothing,
+            records_round_trip_in_order,
+            expiry_is_set_by_trigger_and_found_when_due,
+            deletions_are_idempotent_and_keep_statutory_on_request,
+            audit_events_chain_across_commits,
+            a_failed_batch_appends_no_audit_entries,
+            concurrent_commits_from_two_handles_keep_one_chain,
+            key_store_initialises_once,
+            data_keys_round_trip_and_rewrap,
+            epochs_are_destroyed_only_when_unused,
+            destroyed_data_keys_are_gone,
+        );
+    };
+    (@cases $fresh:path; $($case:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::conformance::$case($fresh());
+            }
+        )+
+    };
+}
+
+fn at(millis: i64) -> Timestamp {
+    Timestamp::from_millis(millis)
+}
+
+fn subject_row(key: KeyId, lookup_byte: u8) -> SubjectRow {
+    SubjectRow {
+        id: SubjectId::random().unwrap(),
+        lookup: [lookup_byte; 32],
+        profile: vec![0xAB; 48],
+        key,
+        created_at: at(1_000),
+        last_active_at: at(1_000),
+        closed_at: None,
+        erased_at: None,
+    }
+}
+
+fn record_row(subject: SubjectId, key: KeyId, category: &str, collected: i64) -> RecordRow {
+    RecordRow {
+        id: RecordId::random().unwrap(),
+        subject,
+        category: category.to_owned(),
+        purpose: "account".to_owned(),
+        key,
+        ciphertext: vec![7; 64],
+        collected_at: at(collected),
+        rule: format!("rule-{category}"),
+        expires_at: None,
+        statutory: false,
+    }
+}
+
+fn event(kind: EventKind, millis: i64) -> AuditEvent {
+    AuditEvent::new(kind, millis)
+}
+
+fn batch(mutations: Vec<Mutation>, audit: Vec<AuditEvent>) -> WriteBatch {
+    WriteBatch { mutations, audit }
+}
+
+fn all_audit(data: &dyn DataStore) -> Vec<custodia_audit::AuditEntry> {
+    let mut entries = Vec::new();
+    let mut from = 1;
+    loop {
+        let page = data.audit_entries(from, 100).unwrap();
+        if page.is_empty() {
+            return entries;
+        }
+        from = page.last().unwrap().seq + 1;
+        entries.extend(page);
+    }
+}
+
+/// Subjects can be written, found by id and by lookup hash, and updated.
+pub fn subjects_round_trip(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let subject = subject_row(key, 1);
+    h.data
+        .commit(batch(
+            vec![Mutation::InsertSubject(subject.clone())],
+            vec![],
+        ))
+        .unwrap();
+    assert_eq!(h.data.subject(subject.id).unwrap(), Some(subject.clone()));
+    assert_eq!(
+        h.data.subject_by_lookup(&[1; 32]).unwrap(),
+        Some(subject.clone())
+    );
+    assert_eq!(h.data.subject_by_lookup(&[2; 32]).unwrap(), None);
+    assert_eq!(h.data.subject(SubjectId::random().unwrap()).unwrap(), None);
+    let update = SubjectUpdate {
+        last_active_at: Some(at(5_000)),
+        closed_at: Some(at(6_000)),
+        erased_at: None,
+        profile: Some(vec![1, 2, 3]),
+    };
+    h.data
+        .commit(batch(
+            vec![Mutation::UpdateSubject {
+                id: subject.id,
+                update,
+            }],
+            vec![],
+        ))
+        .unwrap();
+    let updated = h.data.subject(subject.id).unwrap().unwrap();
+    assert_eq!(updated.last_active_at, at(5_000));
+    assert_eq!(updated.closed_at, Some(at(6_000)));
+    assert_eq!(updated.erased_at, None);
+    assert_eq!(updated.profile, vec![1, 2, 3]);
+    h.data
+        .commit(batch(
+            vec![Mutation::UpdateSubject {
+                id: subject.id,
+                update: SubjectUpdate {
+                    erased_at: Some(at(7_000)),
+                    ..SubjectUpdate::default()
+                },
+            }],
+            vec![],
+        ))
+        .unwrap();
+    let erased = h.data.subject(subject.id).unwrap().unwrap();
+    assert_eq!(erased.erased_at, Some(at(7_000)));
+    assert_eq!(
+        erased.closed_at,
+        Some(at(6_000)),
+        "unset fields are left alone"
+    );
+    h.data
+        .commit(batch(vec![Mutation::DeleteSubject(subject.id)], vec![]))
+        .unwrap();
+    assert_eq!(h.data.subject(subject.id).unwrap(), None);
+}
+
+/// A duplicate id or lookup is a conflict, and the whole batch is rolled back.
+pub fn duplicate_subjects_conflict_and_change_nothing(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let first = subject_row(key, 1);
+    h.data
+        .commit(batch(vec![Mutation::InsertSubject(first.clone())], vec![]))
+        .unwrap();
+    let bystander = subject_row(key, 9);
+    let same_lookup = subject_row(key, 1);
+    let err = h
+        .data
+        .commit(batch(
+            vec![
+                Mutation::InsertSubject(bystander.clone()),
+                Mutation::InsertSubject(same_lookup),
+            ],
+            vec![event(EventKind::SubjectCreated, 2_000)],
+        ))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(
+        h.data.subject(bystander.id).unwrap(),
+        None,
+        "batch must roll back"
+    );
+    let mut same_id = subject_row(key, 3);
+    same_id.id = first.id;
+    let err = h
+        .data
+        .commit(batch(vec![Mutation::InsertSubject(same_id)], vec![]))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(h.data.audit_head().unwrap(), None);
+}
+
+/// Updating a subject that does not exist fails and writes nothing.
+pub fn updating_a_missing_subject_fails_and_changes_nothing(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let subject = subject_row(key, 4);
+    let err = h
+        .data
+        .commit(batch(
+            vec![
+                Mutation::InsertSubject(subject.clone()),
+                Mutation::UpdateSubject {
+                    id: SubjectId::random().unwrap(),
+                    update: SubjectUpdate {
+                        closed_at: Some(at(1)),
+                        ..SubjectUpdate::default()
+                    },
+                },
+            ],
+            vec![event(EventKind::SubjectCreated, 1)],
+        ))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(h.data.subject(subject.id).unwrap(), None);
+    assert_eq!(h.data.audit_head().unwrap(), None);
+}
+
+/// Records come back byte for byte, per subject, in collection order, filtered by category.
+pub fn records_round_trip_in_order(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let alice = subject_row(key, 1);
+    let bob = subject_row(key, 2);
+    let mut mutations = vec![
+        Mutation::InsertSubject(alice.clone()),
+        Mutation::InsertSubject(bob.clone()),
+    ];
+    let phone = record_row(alice.id, key, "user.contact.phone_number", 3_000);
+    let mut audio = record_row(alice.id, key, "user.content.audio_recording", 2_000);
+    audio.ciphertext = (0..=255).collect();
+    audio.statutory = true;
+    audio.expires_at = Some(at(99_000));
+    let bobs = record_row(bob.id, key, "user.contact.phone_number", 1_000);
+    mutations.extend([
+        Mutation::InsertRecord(phone.clone()),
+        Mutation::InsertRecord(audio.clone()),
+        Mutation::InsertRecord(bobs.clone()),
+    ]);
+    h.data.commit(batch(mutations, vec![])).unwrap();
+    assert_eq!(h.data.record(audio.id).unwrap(), Some(audio.clone()));
+    assert_eq!(
+        h.data.records_of(alice.id, None).unwrap(),
+        vec![audio.clone(), phone.clone()]
+    );
+    assert_eq!(
+        h.data
+            .records_of(alice.id, Some("user.contact.phone_number"))
+            .unwrap(),
+        vec![phone.clone()]
+    );
+    assert_eq!(h.data.records_of(bob.id, None).unwrap(), vec![bobs]);
+    assert_eq!(h.data.count_records().unwrap(), 3);
+    let err = h
+        .data
+        .commit(batch(vec![Mutation::InsertRecord(phone)], vec![]))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+}
+
+/// Records without an expiry are never due; `SetExpiry` sets it for one rule of one subject;
+/// due records come oldest expiry first, limited.
+pub fn expiry_is_set_by_trigger_and_found_when_due(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let alice = subject_row(key, 1);
+    let bob = subject_row(key, 2);
+    let mut early = record_row(alice.id, key, "user.device.device_id", 1_000);
+    early.expires_at = Some(at(10_000));
+    let mut late = record_row(alice.id, key, "user.device.device_id", 1_000);
+    late.expires_at = Some(at(20_000));
+    let pending = record_row(alice.id, key, "user.account", 1_000);
+    let bobs_pending = record_row(bob.id, key, "user.account", 1_000);
+    h.data
+        .commit(batch(
+            vec![
+                Mutation::InsertSubject(alice.clone()),
+                Mutation::InsertSubject(bob.clone()),
+                Mutation::InsertRecord(late.clone()),
+                Mutation::InsertRecord(early.clone()),
+                Mutation::InsertRecord(pending.clone()),
+                Mutation::InsertRecord(bobs_pending.clone()),
+            ],
+            vec![],
+        ))
+        .unwrap();
+    assert!(h.data.expired_records(at(9_999), 10).unwrap().is_empty());
+    let due: Vec<_> = h.data.expired_records(at(30_000), 10).unwrap();
+    assert_eq!(
+        due.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![early.id, late.id]
+    );
+    assert_eq!(h.data.expired_records(at(30_000), 1).unwrap().len(), 1);
+    h.data
+        .commit(batch(
+            vec![Mutation::SetExpiry {
+                subject: alice.id,
+                rule: pending.rule.clone(),
+                expires_at: at(15_000),
+            }],
+            vec![],
+        ))
+        .unwrap();
+    let due: Vec<_> = h.data.expired_records(at(30_000), 10).unwrap();
+    assert_eq!(
+        due.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![early.id, pending.id, late.id],
+        "bob's record of the same rule must keep no expiry"
+    );
+    // An expiry already set is not moved by a later trigger.
+    h.data
+        .commit(batch(
+            vec![Mutation::SetExpiry {
+                subject: alice.id,
+                rule: pending.rule.clone(),
+                expires_at: at(90_000),
+            }],
+            vec![],
+        ))
+        .unwrap();
+    assert_eq!(
+        h.data.record(pending.id).unwrap().unwrap().expires_at,
+        Some(at(15_000))
+    );
+}
+
+/// Deleting twice is fine; an erasure can keep statutory records.
+pub fn deletions_are_idempotent_and_keep_statutory_on_request(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let alice = subject_row(key, 1);
+    let one = record_row(alice.id, key, "user.contact.email", 1);
+    let two = record_row(alice.id, key, "user.contact.email", 2);
+    let mut kept = record_row(alice.id, key, "user.financial", 3);
+    kept.statutory = true;
+    h.data
+        .commit(batch(
+            vec![
+                Mutation::InsertSubject(alice.clone()),
+                Mutation::InsertRecord(one.clone()),
+                Mutation::InsertRecord(two.clone()),
+                Mutation::InsertRecord(kept.clone()),
+            ],
+            vec![],
+        ))
+        .unwrap();
+    let receipt = h
+        .data
+        .commit(batch(
+            vec![
+                Mutation::DeleteRecord(one.id),
+                Mutation::DeleteRecord(one.id),
+            ],
+            vec![],
+        ))
+        .unwrap();
+    assert_eq!(receipt.deleted_records, 1);
+    let receipt = h
+        .data
+        .commit(batch(
+            vec![Mutation::DeleteRecordsOf {
+                subject: alice.id,
+                keep_statutory: true,
+            }],
+            vec![],
+        ))
+        .unwrap();
+    assert_eq!(receipt.deleted_records, 1);
+    assert_eq!(h.data.records_of(alice.id, None).unwrap(), vec![kept]);
+    let receipt = h
+        .data
+        .commit(batch(
+            vec![
+                Mutation::DeleteRecordsOf {
+                    subject: alice.id,
+                    keep_statutory: false,
+                },
+                Mutation::DeleteSubject(alice.id),
+            ],
+            vec![],
+        ))
+        .unwrap();
+    assert_eq!(receipt.deleted_records, 1);
+    assert_eq!(h.data.count_records().unwrap(), 0);
+    assert_eq!(h.data.subject(alice.id).unwrap(), None);
+}
+
+/// Audit events chain across commits with no gaps, and the chain verifies.
+pub fn audit_events_chain_across_commits(h: Harness) {
+    assert_eq!(h.data.audit_head().unwrap(), None);
+    let receipt = h
+        .data
+        .commit(batch(
+            vec![],
+            vec![event(EventKind::Decision, 1), event(EventKind::Decision, 2)],
+        ))
+        .unwrap();
+    assert_eq!(receipt.head.unwrap().seq, 2);
+    let mut many = Vec::new();
+    for i in 0..250 {
+        many.push(
+            event(EventKind::RecordRead, 10 + i)
+                .with_subject(format!("sub_{i:032x}"))
+                .with_reason("consent.given"),
+        );
+    }
+    let receipt = h.data.commit(batch(vec![], many)).unwrap();
+    let head = receipt.head.unwrap();
+    assert_eq!(head.seq, 252);
+    assert_eq!(h.data.audit_head().unwrap(), Some(head));
+    let entries = all_audit(h.data.as_ref());
+    assert_eq!(entries.len(), 252);
+    let report = custodia_audit::verify(&entries).unwrap();
+    assert_eq!(report.last_seq, 252);
+    assert_eq!(report.head_hash, head.hash);
+    assert_eq!(entries[10].event.reasons, vec!["consent.given".to_owned()]);
+    let page = h.data.audit_entries(100, 5).unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![100, 101, 102, 103, 104]
+    );
+    let empty = h.data.commit(WriteBatch::default()).unwrap();
+    assert_eq!(
+        empty.head,
+        Some(head),
+        "an empty batch leaves the chain alone"
+    );
+}
+
+/// A batch that fails appends none of its audit events.
+pub fn a_failed_batch_appends_no_audit_entries(h: Harness) {
+    h.data
+        .commit(batch(vec![], vec![event(EventKind::Decision, 1)]))
+        .unwrap();
+    let head = h.data.audit_head().unwrap();
+    let key = KeyId::random().unwrap();
+    let orphan = record_row(SubjectId::random().unwrap(), key, "user.contact.email", 1);
+    let mut duplicate = record_row(SubjectId::random().unwrap(), key, "user.contact.email", 1);
+    duplicate.id = orphan.id;
+    let result = h.data.commit(batch(
+        vec![
+            Mutation::InsertRecord(orphan),
+            Mutation::InsertRecord(duplicate),
+        ],
+        vec![event(EventKind::RecordWritten, 2)],
+    ));
+    assert!(result.is_err());
+    assert_eq!(h.data.audit_head().unwrap(), head);
+    assert_eq!(h.data.count_records().unwrap(), 0);
+}
+
+/// Two handles on one database (two server instances) committing at once keep a single,
+/// gap-free chain with every event.
+pub fn concurrent_commits_from_two_handles_keep_one_chain(h: Harness) {
+    let (second, _) = (h.reopen)();
+    let handles: Vec<Arc<dyn DataStore>> = vec![h.data.clone(), second];
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let store = handles[t % 2].clone();
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    let events = (0..3)
+                        .map(|j| event(EventKind::Decision, i).with_actor(format!("t{t}-{i}-{j}")))
+                        .collect();
+                    store.commit(batch(vec![], events)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let entries = all_audit(h.data.as_ref());
+    assert_eq!(entries.len(), 4 * 25 * 3);
+    custodia_audit::verify(&entries).unwrap();
+    let mut actors: Vec<_> = entries
+        .iter()
+        .filter_map(|e| e.event.actor.clone())
+        .collect();
+    actors.sort();
+    actors.dedup();
+    assert_eq!(actors.len(), 300, "no event lost or duplicated");
+}
+
+fn meta() -> KeyStoreMeta {
+    KeyStoreMeta {
+        verifier: vec![9; 40],
+        kdf: Some("{\"m\":65536}".to_owned()),
+        created_at: at(1),
+    }
+}
+
+fn epoch(id: u32) -> EpochRow {
+    EpochRow {
+        id,
+        wrapped: vec![u8::try_from(id).unwrap_or(0); 60],
+        created_at: at(i64::from(id)),
+    }
+}
+
+fn data_key(owner: SubjectId, kind: DataKeyKind, epoch: u32) -> DataKeyRow {
+    DataKeyRow {
+        id: KeyId::random().unwrap(),
+        owner,
+        kind,
+        epoch,
+        wrapped: vec![5; 60],
+        created_at: at(2),
+    }
+}
+
+/// The key store starts empty, initialises once, and keeps its metadata.
+pub fn key_store_initialises_once(h: Harness) {
+    assert_eq!(h.keys.meta().unwrap(), None);
+    h.keys.initialise(&meta(), &epoch(1)).unwrap();
+    assert_eq!(h.keys.meta().unwrap(), Some(meta()));
+    assert_eq!(h.keys.epochs().unwrap(), vec![epoch(1)]);
+    let err = h.keys.initialise(&meta(), &epoch(1)).unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let (_, keys_again) = (h.reopen)();
+    assert_eq!(keys_again.meta().unwrap(), Some(meta()));
+}
+
+/// Data keys come back by id and owner, page by epoch, and rewrap atomically.
+pub fn data_keys_round_trip_and_rewrap(h: Harness) {
+    h.keys.initialise(&meta(), &epoch(1)).unwrap();
+    let alice = SubjectId::random().unwrap();
+    let bob = SubjectId::random().unwrap();
+    let mut rows = vec![
+        data_key(alice, DataKeyKind::Subject, 1),
+        data_key(alice, DataKeyKind::Statutory, 1),
+        data_key(bob, DataKeyKind::Subject, 1),
+    ];
+    h.keys.insert_data_keys(&rows).unwrap();
+    assert_eq!(h.keys.data_key(rows[0].id).unwrap(), Some(rows[0].clone()));
+    let mut of_alice = h.keys.data_keys_of(alice).unwrap();
+    of_alice.sort_by_key(|r| r.id);
+    let mut expected = vec![rows[0].clone(), rows[1].clone()];
+    expected.sort_by_key(|r| r.id);
+    assert_eq!(of_alice, expected);
+    let err = h.keys.insert_data_keys(&rows[..1]).unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = h.keys.data_keys_in_epoch(1, after, 2).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|r| r.id);
+        paged.extend(page);
+    }
+    rows.sort_by_key(|r| r.id);
+    assert_eq!(paged, rows);
+    h.keys.add_epoch(&epoch(2)).unwrap();
+    let rewrapped: Vec<_> = rows
+        .iter()
+        .map(|r| DataKeyRow {
+            epoch: 2,
+            wrapped: vec![6; 60],
+            ..r.clone()
+        })
+        .collect();
+    h.keys.rewrap_data_keys(&rewrapped).unwrap();
+    assert!(h.keys.data_keys_in_epoch(1, None, 10).unwrap().is_empty());
+    assert_eq!(h.keys.data_keys_in_epoch(2, None, 10).unwrap(), rewrapped);
+    let missing = data_key(bob, DataKeyKind::Subject, 2);
+    let err = h
+        .keys
+        .rewrap_data_keys(&[rewrapped[0].clone(), missing])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(
+        h.keys.data_key(rewrapped[0].id).unwrap(),
+        Some(rewrapped[0].clone())
+    );
+}
+
+/// An epoch still wrapping data keys, or the current one, cannot be destroyed.
+pub fn epochs_are_destroyed_only_when_unused(h: Harness) {
+    h.keys.initialise(&meta(), &epoch(1)).unwrap();
+    let row = data_key(SubjectId::random().unwrap(), DataKeyKind::Subject, 1);
+    h.keys.insert_data_keys(std::slice::from_ref(&row)).unwrap();
+    h.keys.add_epoch(&epoch(2)).unwrap();
+    assert!(matches!(
+        h.keys.destroy_epoch(1).unwrap_err(),
+        StoreError::Conflict(_)
+    ));
+    assert!(matches!(
+        h.keys.destroy_epoch(2).unwrap_err(),
+        StoreError::Conflict(_)
+    ));
+    h.keys
+        .rewrap_data_keys(&[DataKeyRow { epoch: 2, ..row }])
+        .unwrap();
+    h.keys.destroy_epoch(1).unwrap();
+    assert_eq!(h.keys.epochs().unwrap(), vec![epoch(2)]);
+    assert!(matches!(
+        h.keys.destroy_epoch(1).unwrap_err(),
+        StoreError::NotFound(_)
+    ));
+}
+
+/// Destroyed data keys cannot be found again, and destroying is idempotent.
+pub fn destroyed_data_keys_are_gone(h: Harness) {
+    h.keys.initialise(&meta(), &epoch(1)).unwrap();
+    let owner = SubjectId::random().unwrap();
+    let rows = vec![
+        data_key(owner, DataKeyKind::Subject, 1),
+        data_key(owner, DataKeyKind::Statutory, 1),
+    ];
+    h.keys.insert_data_keys(&rows).unwrap();
+    assert_eq!(h.keys.destroy_data_keys(&[rows[0].id]).unwrap(), 1);
+    assert_eq!(h.keys.destroy_data_keys(&[rows[0].id]).unwrap(), 0);
+    assert_eq!(h.keys.data_key(rows[0].id).unwrap(), None);
+    assert_eq!(h.keys.data_keys_of(owner).unwrap(), vec![rows[1].clone()]);
+}

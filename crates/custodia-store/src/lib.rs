@@ -1,0 +1,109 @@
+//! Storage behind traits. The vault's domain logic talks only to [`DataStore`] and [`KeyStore`];
+//! each backend (SQLite embedded, PostgreSQL for scale-out) implements both, and the
+//! [`conformance`] suite (feature `conformance`) proves every backend behaves the same.
+//!
+//! The two stores are deliberately separate (their own file or schema): destroying a subject's
+//! data key in the key store erases every copy of its data, including copies of the data store
+//! in backups. Stores hold only ciphertext, wrapped keys and pseudonymous ids.
+//!
+//! The traits are synchronous: SQLite is, and the async HTTP layer calls the vault from blocking
+//! tasks. A [`WriteBatch`] is the unit of atomicity: its mutations and its audit events commit
+//! together or not at all, and batching many operations into one commit is the group commit.
+
+pub mod error;
+pub mod rows;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use error::StoreError;
+pub use rows::{
+    CommitReceipt, DataKeyKind, DataKeyRow, EpochRow, KeyStoreMeta, Mutation, RecordRow,
+    SubjectRow, SubjectUpdate, WriteBatch,
+};
+
+use custodia_audit::{Anchor, AuditEntry};
+use custodia_core::{KeyId, RecordId, SubjectId, Timestamp};
+
+/// The schema version this build writes. A store at a newer version is refused
+/// ([`StoreError::SchemaTooNew`]) rather than misread.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Subjects, encrypted records and the audit chain.
+pub trait DataStore: Send + Sync + std::fmt::Debug {
+    /// Applies a batch atomically: every mutation and every audit event (chained after the
+    /// current head) commit together, or nothing does. Returns the new audit head.
+    fn commit(&self, batch: WriteBatch) -> Result<CommitReceipt, StoreError>;
+
+    /// A subject by id.
+    fn subject(&self, id: SubjectId) -> Result<Option<SubjectRow>, StoreError>;
+
+    /// A subject by the keyed hash of its external id.
+    fn subject_by_lookup(&self, lookup: &[u8; 32]) -> Result<Option<SubjectRow>, StoreError>;
+
+    /// A record by id.
+    fn record(&self, id: RecordId) -> Result<Option<RecordRow>, StoreError>;
+
+    /// A subject's records, oldest first, optionally of one category.
+    fn records_of(
+        &self,
+        subject: SubjectId,
+        category: Option<&str>,
+    ) -> Result<Vec<RecordRow>, StoreError>;
+
+    /// Records whose expiry is at or before `now`, oldest expiry first, at most `limit`.
+    fn expired_records(&self, now: Timestamp, limit: usize) -> Result<Vec<RecordRow>, StoreError>;
+
+    /// How many records the store holds (all subjects).
+    fn count_records(&self) -> Result<u64, StoreError>;
+
+    /// The audit chain's head, `None` when empty.
+    fn audit_head(&self) -> Result<Option<Anchor>, StoreError>;
+
+    /// Audit entries with `seq >= from`, in order, at most `limit`.
+    fn audit_entries(&self, from: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+/// Wrapped keys: the root key's verifier, epoch keys, and data keys.
+pub trait KeyStore: Send + Sync + std::fmt::Debug {
+    /// The store's metadata, `None` before [`KeyStore::initialise`].
+    fn meta(&self) -> Result<Option<KeyStoreMeta>, StoreError>;
+
+    /// Writes the metadata and the first epoch. Fails with [`StoreError::Conflict`] when the
+    /// store is already initialised.
+    fn initialise(&self, meta: &KeyStoreMeta, first_epoch: &EpochRow) -> Result<(), StoreError>;
+
+    /// Every live epoch, oldest first.
+    fn epochs(&self) -> Result<Vec<EpochRow>, StoreError>;
+
+    /// Adds an epoch, which becomes the current one.
+    fn add_epoch(&self, epoch: &EpochRow) -> Result<(), StoreError>;
+
+    /// Destroys an epoch key. Refused with [`StoreError::Conflict`] while data keys are still
+    /// wrapped by it, or when it is the current epoch.
+    fn destroy_epoch(&self, id: u32) -> Result<(), StoreError>;
+
+    /// Stores new data keys.
+    fn insert_data_keys(&self, rows: &[DataKeyRow]) -> Result<(), StoreError>;
+
+    /// A data key by id.
+    fn data_key(&self, id: KeyId) -> Result<Option<DataKeyRow>, StoreError>;
+
+    /// The data keys of one subject.
+    fn data_keys_of(&self, owner: SubjectId) -> Result<Vec<DataKeyRow>, StoreError>;
+
+    /// Data keys wrapped by `epoch`, in id order after `after`, at most `limit` (for re-keying).
+    fn data_keys_in_epoch(
+        &self,
+        epoch: u32,
+        after: Option<KeyId>,
+        limit: usize,
+    ) -> Result<Vec<DataKeyRow>, StoreError>;
+
+    /// Replaces the wrapping (epoch and wrapped bytes) of existing keys, atomically.
+    fn rewrap_data_keys(&self, rows: &[DataKeyRow]) -> Result<(), StoreError>;
+
+    /// Destroys data keys so nothing encrypted under them can be read again; returns how many
+    /// existed. Deleted bytes are overwritten where the backend allows (SQLite `secure_delete`).
+    fn destroy_data_keys(&self, ids: &[KeyId]) -> Result<usize, StoreError>;
+}
