@@ -35,6 +35,20 @@ impl IdKind for KeyKind {
     const PREFIX: &'static str = "key";
 }
 
+/// Marks consent-ledger event ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConsentKind {}
+impl IdKind for ConsentKind {
+    const PREFIX: &'static str = "con";
+}
+
+/// Marks API key ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ApiKeyKind {}
+impl IdKind for ApiKeyKind {
+    const PREFIX: &'static str = "api";
+}
+
 /// A 128-bit random identifier of kind `K`.
 #[derive(PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Id<K> {
@@ -48,6 +62,10 @@ pub type SubjectId = Id<SubjectKind>;
 pub type RecordId = Id<RecordKind>;
 /// A key's id.
 pub type KeyId = Id<KeyKind>;
+/// A consent-ledger event's id.
+pub type ConsentId = Id<ConsentKind>;
+/// An API key's id.
+pub type ApiKeyId = Id<ApiKeyKind>;
 
 /// Text that is not an id of the expected kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,6 +92,18 @@ impl<K: IdKind> Id<K> {
     pub fn random() -> Result<Self, RandomError> {
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes).map_err(|_| RandomError)?;
+        Ok(Self::from_bytes(bytes))
+    }
+
+    /// A fresh id whose first 48 bits are `at` in milliseconds (big-endian) and whose other 80
+    /// bits are random, so ids made later sort later and land together in indexes.
+    pub fn ordered(at: crate::Timestamp) -> Result<Self, RandomError> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).map_err(|_| RandomError)?;
+        let millis = u64::try_from(at.as_millis()).unwrap_or(0).to_be_bytes();
+        for (dst, src) in bytes.iter_mut().zip(millis.iter().skip(2)) {
+            *dst = *src;
+        }
         Ok(Self::from_bytes(bytes))
     }
 
@@ -160,5 +190,15 @@ mod tests {
         assert!(text.parse::<RecordId>().is_err());
         assert!("sub_zz".parse::<SubjectId>().is_err());
         assert_ne!(SubjectId::random().unwrap(), id);
+    }
+
+    #[test]
+    fn ordered_ids_sort_by_time_and_stay_unique() {
+        let t = |ms| crate::Timestamp::from_millis(ms);
+        let early = RecordId::ordered(t(1_000)).unwrap();
+        let late = RecordId::ordered(t(2_000)).unwrap();
+        assert!(early < late);
+        assert_ne!(RecordId::ordered(t(1_000)).unwrap(), early);
+        assert_eq!(&early.as_bytes()[..6], &1_000u64.to_be_bytes()[2..]);
     }
 }

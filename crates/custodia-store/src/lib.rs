@@ -18,8 +18,8 @@ pub mod conformance;
 
 pub use error::StoreError;
 pub use rows::{
-    CommitReceipt, DataKeyKind, DataKeyRow, EpochRow, KeyStoreMeta, Mutation, RecordRow,
-    SubjectRow, SubjectUpdate, WriteBatch,
+    ApiKeyRow, CommitReceipt, ConsentEventKind, ConsentRow, DataKeyKind, DataKeyRow, EpochRow,
+    KeyStoreMeta, Mutation, PolicyVersionRow, RecordRow, SubjectRow, SubjectUpdate, WriteBatch,
 };
 
 use custodia_audit::{Anchor, AuditEntry};
@@ -50,6 +50,16 @@ pub trait DataStore: Send + Sync + std::fmt::Debug {
         subject: SubjectId,
         category: Option<&str>,
     ) -> Result<Vec<RecordRow>, StoreError>;
+
+    /// How many statutory records a subject has. The default reads the subject's records;
+    /// backends answer with a count query.
+    fn count_statutory_records(&self, subject: SubjectId) -> Result<u64, StoreError> {
+        Ok(self
+            .records_of(subject, None)?
+            .iter()
+            .filter(|record| record.statutory)
+            .count() as u64)
+    }
 
     /// Records whose expiry is at or before `now`, oldest expiry first, at most `limit`.
     fn expired_records(&self, now: Timestamp, limit: usize) -> Result<Vec<RecordRow>, StoreError>;

@@ -3,7 +3,7 @@
 //! needs for retention and the gate without decrypting anything.
 
 use custodia_audit::{Anchor, AuditEvent};
-use custodia_core::{KeyId, RecordId, SubjectId, Timestamp};
+use custodia_core::{ApiKeyId, ConsentId, KeyId, RecordId, SubjectId, Timestamp};
 
 /// A person whose data is held.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +101,117 @@ pub enum Mutation {
     },
     /// Deletes a subject row (its records must be gone).
     DeleteSubject(SubjectId),
+}
+
+/// What a consent-ledger event says. The ledger is append-only: the gate reads the latest
+/// event per purpose (and the subject's restriction events) to decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConsentEventKind {
+    /// Consent given.
+    Given,
+    /// Consent withdrawn: stops future processing, earlier processing stays valid.
+    Withdrawn,
+    /// Consent refused when asked.
+    Refused,
+    /// Consent lapsed at its expiry.
+    Expired,
+    /// Consent given again after a policy change or before expiry.
+    Renewed,
+    /// The subject objected to processing for these purposes.
+    Objected,
+    /// The subject restricted all processing (purposes empty) pending a request.
+    Restricted,
+    /// A restriction was lifted.
+    Unrestricted,
+}
+
+impl ConsentEventKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Given => "given",
+            Self::Withdrawn => "withdrawn",
+            Self::Refused => "refused",
+            Self::Expired => "expired",
+            Self::Renewed => "renewed",
+            Self::Objected => "objected",
+            Self::Restricted => "restricted",
+            Self::Unrestricted => "unrestricted",
+        }
+    }
+
+    /// From the stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "given" => Self::Given,
+            "withdrawn" => Self::Withdrawn,
+            "refused" => Self::Refused,
+            "expired" => Self::Expired,
+            "renewed" => Self::Renewed,
+            "objected" => Self::Objected,
+            "restricted" => Self::Restricted,
+            "unrestricted" => Self::Unrestricted,
+            _ => return None,
+        })
+    }
+}
+
+/// One event in a subject's consent ledger. It holds policy keys, ids and times: the fact of a
+/// consent, not the personal data it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRow {
+    /// The event's id.
+    pub id: ConsentId,
+    /// Whose consent.
+    pub subject: SubjectId,
+    /// The purposes it covers; more than one means a bundled consent.
+    pub purposes: Vec<String>,
+    /// What happened.
+    pub kind: ConsentEventKind,
+    /// A guardian who expressed it for the subject, if not the subject.
+    pub guardian: Option<SubjectId>,
+    /// Whether that guardian's identity and authority were verified.
+    pub guardian_verified: bool,
+    /// The policy version the subject was shown.
+    pub policy_version: String,
+    /// How it was collected (`app_dialog`, `web_form`, `paper`...).
+    pub method: String,
+    /// When.
+    pub at: Timestamp,
+    /// When a given consent lapses, if it does.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// An API key. Only a hash of its secret is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRow {
+    /// The key's id (the public part of the token).
+    pub id: ApiKeyId,
+    /// A name for people (`transcription-worker`).
+    pub name: String,
+    /// SHA-256 of the secret part.
+    pub secret_hash: [u8; 32],
+    /// Admin keys may do everything; service keys only act for their purposes.
+    pub admin: bool,
+    /// The purposes a service key may act for.
+    pub purposes: Vec<String>,
+    /// When created.
+    pub created_at: Timestamp,
+    /// When revoked.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A published version of the policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyVersionRow {
+    /// The version label from the file.
+    pub version: String,
+    /// The TOML source as published.
+    pub source: String,
+    /// When it was published here.
+    pub published_at: Timestamp,
+    /// Purposes whose earlier consents stop counting (the material changes of this version).
+    pub fresh_consent_purposes: Vec<String>,
 }
 
 /// Mutations and audit events that commit together.
