@@ -1,0 +1,687 @@
+//! [`PgDataStore`]: subjects, encrypted records and the audit chain in `{namespace}_data`.
+
+use custodia_audit::{Anchor, AuditEntry, AuditEvent, Chain, EventKind};
+use custodia_core::{KeyId, RecordId, SubjectId, Timestamp};
+use custodia_store::{
+    CommitReceipt, DataStore, Mutation, RecordRow, StoreError, SubjectRow, SubjectUpdate,
+    WriteBatch,
+};
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{ToSql, Type};
+use postgres::{GenericClient, Row, Transaction};
+
+use crate::decode::{bytes_n, column};
+use crate::error::{Context, limit, pg_error, to_i64};
+use crate::pool::{Pool, StatementCache};
+use crate::schema;
+use crate::{Namespace, open_schema};
+
+/// From this many events on, a commit streams its audit entries with binary `COPY` (one round
+/// trip for the lot) instead of one prepared `INSERT` each; below it, `COPY`'s extra round
+/// trips cost more than they save.
+const COPY_THRESHOLD: usize = 8;
+
+/// Columns of `subjects`, in the order [`subject_from_row`] reads them.
+const SUBJECT_COLUMNS: &str =
+    "id, lookup, profile, key, created_at, last_active_at, closed_at, erased_at";
+/// Columns of `records`, in the order [`record_from_row`] reads them.
+const RECORD_COLUMNS: &str =
+    "id, subject, category, purpose, key, ciphertext, collected_at, rule, expires_at, statutory";
+/// Columns of `audit`, in the order [`entry_from_row`] reads them and entries are written.
+const AUDIT_COLUMNS: &str = "seq, prev_hash, hash, kind, at, actor, subject, category, purpose, record, outcome, reasons, rule";
+/// The types of [`AUDIT_COLUMNS`], for binary `COPY`.
+const AUDIT_TYPES: [Type; 13] = [
+    Type::INT8,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT_ARRAY,
+    Type::TEXT,
+];
+
+/// The statements, with the schema name spliced in once at open.
+#[derive(Debug)]
+struct Sql {
+    insert_subject: String,
+    update_subject: String,
+    delete_subject: String,
+    insert_record: String,
+    set_expiry: String,
+    delete_record: String,
+    delete_records_of: String,
+    delete_non_statutory_records_of: String,
+    subject: String,
+    subject_by_lookup: String,
+    record: String,
+    records_of: String,
+    records_of_category: String,
+    expired_records: String,
+    count_records: String,
+    count_statutory_records: String,
+    head: String,
+    lock_head: String,
+    update_head: String,
+    insert_audit: String,
+    copy_audit: String,
+    audit_entries: String,
+}
+
+impl Sql {
+    fn new(s: &str) -> Self {
+        Self {
+            insert_subject: format!(
+                "INSERT INTO {s}.subjects ({SUBJECT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ),
+            update_subject: format!(
+                "UPDATE {s}.subjects SET last_active_at = COALESCE($2, last_active_at), \
+                 closed_at = COALESCE($3, closed_at), erased_at = COALESCE($4, erased_at), \
+                 profile = COALESCE($5, profile) WHERE id = $1"
+            ),
+            delete_subject: format!("DELETE FROM {s}.subjects WHERE id = $1"),
+            insert_record: format!(
+                "INSERT INTO {s}.records ({RECORD_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            ),
+            set_expiry: format!(
+                "UPDATE {s}.records SET expires_at = $3 \
+                 WHERE subject = $1 AND rule = $2 AND expires_at IS NULL"
+            ),
+            delete_record: format!("DELETE FROM {s}.records WHERE id = $1"),
+            delete_records_of: format!("DELETE FROM {s}.records WHERE subject = $1"),
+            delete_non_statutory_records_of: format!(
+                "DELETE FROM {s}.records WHERE subject = $1 AND NOT statutory"
+            ),
+            subject: format!("SELECT {SUBJECT_COLUMNS} FROM {s}.subjects WHERE id = $1"),
+            subject_by_lookup: format!(
+                "SELECT {SUBJECT_COLUMNS} FROM {s}.subjects WHERE lookup = $1"
+            ),
+            record: format!("SELECT {RECORD_COLUMNS} FROM {s}.records WHERE id = $1"),
+            records_of: format!(
+                "SELECT {RECORD_COLUMNS} FROM {s}.records WHERE subject = $1 \
+                 ORDER BY collected_at, pos"
+            ),
+            records_of_category: format!(
+                "SELECT {RECORD_COLUMNS} FROM {s}.records WHERE subject = $1 AND category = $2 \
+                 ORDER BY collected_at, pos"
+            ),
+            expired_records: format!(
+                "SELECT {RECORD_COLUMNS} FROM {s}.records \
+                 WHERE expires_at IS NOT NULL AND expires_at <= $1 \
+                 ORDER BY expires_at, pos LIMIT $2"
+            ),
+            count_records: format!("SELECT count(*) FROM {s}.records"),
+            count_statutory_records: format!(
+                "SELECT count(*) FROM {s}.records WHERE subject = $1 AND statutory"
+            ),
+            head: format!("SELECT seq, hash FROM {s}.audit_head"),
+            lock_head: format!("SELECT seq, hash FROM {s}.audit_head FOR UPDATE"),
+            update_head: format!("UPDATE {s}.audit_head SET seq = $1, hash = $2"),
+            insert_audit: format!(
+                "INSERT INTO {s}.audit ({AUDIT_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            ),
+            copy_audit: format!("COPY {s}.audit ({AUDIT_COLUMNS}) FROM STDIN (FORMAT binary)"),
+            audit_entries: format!(
+                "SELECT {AUDIT_COLUMNS} FROM {s}.audit WHERE seq >= $1 ORDER BY seq LIMIT $2"
+            ),
+        }
+    }
+}
+
+/// The data store in schema `{namespace}_data`. Cheap to share: wrap it in an `Arc`.
+#[derive(Debug)]
+pub struct PgDataStore {
+    pool: Pool,
+    schema: String,
+    sql: Sql,
+}
+
+impl PgDataStore {
+    pub(crate) fn open(pool: Pool, namespace: &Namespace) -> Result<Self, StoreError> {
+        let schema = namespace.data_schema();
+        open_schema(&pool, &schema::DATA, &schema)?;
+        let sql = Sql::new(&format!("\"{schema}\""));
+        Ok(Self { pool, schema, sql })
+    }
+
+    /// The PostgreSQL schema holding the data.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Where the store connects, as `host:port/database` (no credentials).
+    pub fn target(&self) -> &str {
+        self.pool.target()
+    }
+
+    fn query_opt<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        read: impl FnOnce(&Row) -> Result<T, StoreError>,
+        context: impl FnOnce() -> String,
+    ) -> Result<Option<T>, StoreError> {
+        self.pool.with_conn(|conn| {
+            let row = conn
+                .statements
+                .query_opt(&mut conn.client, sql, params)
+                .with_context(context)?;
+            row.as_ref().map(read).transpose()
+        })
+    }
+
+    fn query<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        read: impl Fn(&Row) -> Result<T, StoreError>,
+        context: impl FnOnce() -> String,
+    ) -> Result<Vec<T>, StoreError> {
+        self.pool.with_conn(|conn| {
+            let rows = conn
+                .statements
+                .query(&mut conn.client, sql, params)
+                .with_context(context)?;
+            rows.iter().map(read).collect()
+        })
+    }
+
+    fn count(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        context: impl FnOnce() -> String,
+    ) -> Result<u64, StoreError> {
+        let count = self
+            .query_opt(sql, params, |row| column::<i64>(row, 0, "count"), context)?
+            .unwrap_or(0);
+        u64::try_from(count).map_err(|_| StoreError::Corrupt(format!("negative count {count}")))
+    }
+
+    fn apply(
+        &self,
+        tx: &mut Transaction<'_>,
+        statements: &mut StatementCache,
+        mutation: &Mutation,
+    ) -> Result<u64, StoreError> {
+        let sql = &self.sql;
+        match mutation {
+            Mutation::InsertSubject(row) => {
+                let id: &[u8] = row.id.as_bytes();
+                let lookup: &[u8] = &row.lookup;
+                let key: &[u8] = row.key.as_bytes();
+                statements
+                    .execute(
+                        tx,
+                        &sql.insert_subject,
+                        &[
+                            &id,
+                            &lookup,
+                            &row.profile,
+                            &key,
+                            &row.created_at.as_millis(),
+                            &row.last_active_at.as_millis(),
+                            &row.closed_at.map(Timestamp::as_millis),
+                            &row.erased_at.map(Timestamp::as_millis),
+                        ],
+                    )
+                    .map_err(|e| match e.as_db_error().and_then(|db| db.constraint()) {
+                        Some("subjects_lookup_key") => StoreError::Conflict(format!(
+                            "inserting subject {}: another subject has the same lookup hash",
+                            row.id
+                        )),
+                        Some("subjects_pkey") => StoreError::Conflict(format!(
+                            "inserting subject {}: the subject already exists",
+                            row.id
+                        )),
+                        _ => pg_error(&e, &format!("inserting subject {}", row.id)),
+                    })?;
+                Ok(0)
+            }
+            Mutation::UpdateSubject { id, update } => {
+                update_subject(tx, statements, &sql.update_subject, *id, update)?;
+                Ok(0)
+            }
+            Mutation::InsertRecord(row) => {
+                insert_record(tx, statements, &sql.insert_record, row)?;
+                Ok(0)
+            }
+            Mutation::SetExpiry {
+                subject,
+                rule,
+                expires_at,
+            } => {
+                let id: &[u8] = subject.as_bytes();
+                statements
+                    .execute(tx, &sql.set_expiry, &[&id, rule, &expires_at.as_millis()])
+                    .with_context(|| format!("setting the expiry of rule {rule} for {subject}"))?;
+                Ok(0)
+            }
+            Mutation::DeleteRecord(id) => {
+                let bytes: &[u8] = id.as_bytes();
+                statements
+                    .execute(tx, &sql.delete_record, &[&bytes])
+                    .with_context(|| format!("deleting record {id}"))
+            }
+            Mutation::DeleteRecordsOf {
+                subject,
+                keep_statutory,
+            } => {
+                let statement = if *keep_statutory {
+                    &sql.delete_non_statutory_records_of
+                } else {
+                    &sql.delete_records_of
+                };
+                let bytes: &[u8] = subject.as_bytes();
+                statements
+                    .execute(tx, statement, &[&bytes])
+                    .with_context(|| format!("deleting the records of {subject}"))
+            }
+            Mutation::DeleteSubject(id) => {
+                // A missing subject is not an error, like every other deletion.
+                let bytes: &[u8] = id.as_bytes();
+                statements
+                    .execute(tx, &sql.delete_subject, &[&bytes])
+                    .map_err(|e| {
+                        if is_foreign_key_violation(&e) {
+                            StoreError::Conflict(format!(
+                                "subject {id} still has records; delete them first"
+                            ))
+                        } else {
+                            pg_error(&e, &format!("deleting subject {id}"))
+                        }
+                    })?;
+                Ok(0)
+            }
+        }
+    }
+
+    /// Chains `events` after the locked head and inserts them; returns the new head.
+    fn append(
+        &self,
+        tx: &mut Transaction<'_>,
+        statements: &mut StatementCache,
+        events: Vec<AuditEvent>,
+    ) -> Result<Anchor, StoreError> {
+        // Taken after the mutations, not before: the row lock serialises every appending commit
+        // of every instance until it commits, so holding it only for the audit insert keeps that
+        // window short. Nothing else is locked after it, so it cannot deadlock with row locks.
+        let head = read_head(tx, statements, &self.sql.lock_head)?;
+        let mut chain = Chain::from_anchor(head).map_err(|e| {
+            StoreError::Corrupt(format!("audit head in schema {}: {e}", self.schema))
+        })?;
+        let entries = chain.append_batch(events);
+        if entries.len() >= COPY_THRESHOLD {
+            copy_entries(tx, statements, &self.sql.copy_audit, &entries)?;
+        } else {
+            for entry in &entries {
+                insert_entry(tx, statements, &self.sql.insert_audit, entry)?;
+            }
+        }
+        let head = chain.head();
+        let seq = to_i64(head.seq, "audit seq")?;
+        let hash: &[u8] = &head.hash;
+        statements
+            .execute(tx, &self.sql.update_head, &[&seq, &hash])
+            .context("moving the audit head")?;
+        Ok(head)
+    }
+}
+
+impl DataStore for PgDataStore {
+    fn commit(&self, batch: WriteBatch) -> Result<CommitReceipt, StoreError> {
+        if batch.is_empty() {
+            return Ok(CommitReceipt {
+                head: self.audit_head()?,
+                deleted_records: 0,
+            });
+        }
+        let WriteBatch { mutations, audit } = batch;
+        self.pool.with_conn(|conn| {
+            let mut tx = conn.client.transaction().context("beginning a commit")?;
+            let mut deleted_records = 0u64;
+            for mutation in &mutations {
+                deleted_records += self.apply(&mut tx, &mut conn.statements, mutation)?;
+            }
+            let head = if audit.is_empty() {
+                read_head(&mut tx, &mut conn.statements, &self.sql.head)?
+            } else {
+                self.append(&mut tx, &mut conn.statements, audit)?
+            };
+            // Any error above returned early and dropped `tx`, which rolls everything back.
+            tx.commit().context("committing a batch")?;
+            Ok(CommitReceipt {
+                head: non_genesis(head),
+                deleted_records,
+            })
+        })
+    }
+
+    fn subject(&self, id: SubjectId) -> Result<Option<SubjectRow>, StoreError> {
+        let bytes: &[u8] = id.as_bytes();
+        self.query_opt(&self.sql.subject, &[&bytes], subject_from_row, || {
+            format!("reading subject {id}")
+        })
+    }
+
+    fn subject_by_lookup(&self, lookup: &[u8; 32]) -> Result<Option<SubjectRow>, StoreError> {
+        let bytes: &[u8] = lookup;
+        self.query_opt(
+            &self.sql.subject_by_lookup,
+            &[&bytes],
+            subject_from_row,
+            || "reading a subject by lookup hash".to_owned(),
+        )
+    }
+
+    fn record(&self, id: RecordId) -> Result<Option<RecordRow>, StoreError> {
+        let bytes: &[u8] = id.as_bytes();
+        self.query_opt(&self.sql.record, &[&bytes], record_from_row, || {
+            format!("reading record {id}")
+        })
+    }
+
+    fn records_of(
+        &self,
+        subject: SubjectId,
+        category: Option<&str>,
+    ) -> Result<Vec<RecordRow>, StoreError> {
+        let bytes: &[u8] = subject.as_bytes();
+        let context = || format!("reading the records of {subject}");
+        match category {
+            None => self.query(&self.sql.records_of, &[&bytes], record_from_row, context),
+            Some(category) => self.query(
+                &self.sql.records_of_category,
+                &[&bytes, &category],
+                record_from_row,
+                context,
+            ),
+        }
+    }
+
+    fn expired_records(&self, now: Timestamp, limit: usize) -> Result<Vec<RecordRow>, StoreError> {
+        self.query(
+            &self.sql.expired_records,
+            &[&now.as_millis(), &self::limit(limit)],
+            record_from_row,
+            || "reading expired records".to_owned(),
+        )
+    }
+
+    fn count_statutory_records(&self, subject: SubjectId) -> Result<u64, StoreError> {
+        let bytes: &[u8] = subject.as_bytes();
+        self.count(&self.sql.count_statutory_records, &[&bytes], || {
+            format!("counting the statutory records of {subject}")
+        })
+    }
+
+    fn count_records(&self) -> Result<u64, StoreError> {
+        self.count(&self.sql.count_records, &[], || {
+            "counting records".to_owned()
+        })
+    }
+
+    fn audit_head(&self) -> Result<Option<Anchor>, StoreError> {
+        let head = self
+            .pool
+            .with_conn(|conn| read_head(&mut conn.client, &mut conn.statements, &self.sql.head))?;
+        Ok(non_genesis(head))
+    }
+
+    fn audit_entries(&self, from: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        // Seqs are BIGINT: nothing lies past i64::MAX.
+        let Ok(from) = i64::try_from(from) else {
+            return Ok(Vec::new());
+        };
+        self.query(
+            &self.sql.audit_entries,
+            &[&from, &self::limit(limit)],
+            entry_from_row,
+            || format!("reading audit entries from {from}"),
+        )
+    }
+}
+
+fn update_subject(
+    tx: &mut Transaction<'_>,
+    statements: &mut StatementCache,
+    sql: &str,
+    id: SubjectId,
+    update: &SubjectUpdate,
+) -> Result<(), StoreError> {
+    let bytes: &[u8] = id.as_bytes();
+    let changed = statements
+        .execute(
+            tx,
+            sql,
+            &[
+                &bytes,
+                &update.last_active_at.map(Timestamp::as_millis),
+                &update.closed_at.map(Timestamp::as_millis),
+                &update.erased_at.map(Timestamp::as_millis),
+                &update.profile,
+            ],
+        )
+        .with_context(|| format!("updating subject {id}"))?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!("subject {id}")));
+    }
+    Ok(())
+}
+
+fn insert_record(
+    tx: &mut Transaction<'_>,
+    statements: &mut StatementCache,
+    sql: &str,
+    row: &RecordRow,
+) -> Result<(), StoreError> {
+    let id: &[u8] = row.id.as_bytes();
+    let subject: &[u8] = row.subject.as_bytes();
+    let key: &[u8] = row.key.as_bytes();
+    statements
+        .execute(
+            tx,
+            sql,
+            &[
+                &id,
+                &subject,
+                &row.category,
+                &row.purpose,
+                &key,
+                &row.ciphertext,
+                &row.collected_at.as_millis(),
+                &row.rule,
+                &row.expires_at.map(Timestamp::as_millis),
+                &row.statutory,
+            ],
+        )
+        .map_err(|e| {
+            if is_foreign_key_violation(&e) {
+                StoreError::NotFound(format!("subject {} of record {}", row.subject, row.id))
+            } else if e.as_db_error().and_then(|db| db.constraint()) == Some("records_pkey") {
+                StoreError::Conflict(format!(
+                    "inserting record {}: the record already exists",
+                    row.id
+                ))
+            } else {
+                pg_error(&e, &format!("inserting record {}", row.id))
+            }
+        })?;
+    Ok(())
+}
+
+fn is_foreign_key_violation(err: &postgres::Error) -> bool {
+    err.as_db_error()
+        .is_some_and(|db| db.code().code() == "23503")
+}
+
+fn read_head(
+    client: &mut impl GenericClient,
+    statements: &mut StatementCache,
+    sql: &str,
+) -> Result<Anchor, StoreError> {
+    let row = statements
+        .query_opt(client, sql, &[])
+        .context("reading the audit head")?
+        .ok_or_else(|| StoreError::Corrupt("the audit_head row is missing".to_owned()))?;
+    let seq: i64 = column(&row, 0, "audit head seq")?;
+    let seq = u64::try_from(seq)
+        .map_err(|_| StoreError::Corrupt(format!("audit head has a negative seq {seq}")))?;
+    Ok(Anchor::new(seq, hash32(&row, 1, "audit head hash")?))
+}
+
+/// The receipt's head: `None` while the chain is empty.
+fn non_genesis(head: Anchor) -> Option<Anchor> {
+    (head.seq > 0).then_some(head)
+}
+
+fn insert_entry(
+    tx: &mut Transaction<'_>,
+    statements: &mut StatementCache,
+    sql: &str,
+    entry: &AuditEntry,
+) -> Result<(), StoreError> {
+    let seq = to_i64(entry.seq, "audit seq")?;
+    let prev: &[u8] = &entry.prev_hash;
+    let hash: &[u8] = &entry.hash;
+    let event = &entry.event;
+    statements
+        .execute(
+            tx,
+            sql,
+            &[
+                &seq,
+                &prev,
+                &hash,
+                &event.kind.as_str(),
+                &event.at,
+                &event.actor,
+                &event.subject,
+                &event.category,
+                &event.purpose,
+                &event.record,
+                &event.outcome,
+                &event.reasons,
+                &event.rule,
+            ],
+        )
+        .with_context(|| format!("appending audit entry {}", entry.seq))?;
+    Ok(())
+}
+
+fn copy_entries(
+    tx: &mut Transaction<'_>,
+    statements: &mut StatementCache,
+    sql: &str,
+    entries: &[AuditEntry],
+) -> Result<(), StoreError> {
+    let context = || {
+        let first = entries.first().map_or(0, |e| e.seq);
+        format!("appending {} audit entries from {first}", entries.len())
+    };
+    let statement = statements.get(tx, sql).with_context(context)?;
+    let copy = tx.copy_in(&statement).with_context(context)?;
+    let mut writer = BinaryCopyInWriter::new(copy, &AUDIT_TYPES);
+    for entry in entries {
+        let seq = to_i64(entry.seq, "audit seq")?;
+        let prev: &[u8] = &entry.prev_hash;
+        let hash: &[u8] = &entry.hash;
+        let event = &entry.event;
+        writer
+            .write(&[
+                &seq,
+                &prev,
+                &hash,
+                &event.kind.as_str(),
+                &event.at,
+                &event.actor,
+                &event.subject,
+                &event.category,
+                &event.purpose,
+                &event.record,
+                &event.outcome,
+                &event.reasons,
+                &event.rule,
+            ])
+            .with_context(context)?;
+    }
+    writer.finish().with_context(context)?;
+    Ok(())
+}
+
+fn hash32(row: &Row, index: usize, what: &str) -> Result<[u8; 32], StoreError> {
+    bytes_n::<32>(row, index, what)
+}
+
+fn millis(row: &Row, index: usize, what: &str) -> Result<Timestamp, StoreError> {
+    column::<i64>(row, index, what).map(Timestamp::from_millis)
+}
+
+fn opt_millis(row: &Row, index: usize, what: &str) -> Result<Option<Timestamp>, StoreError> {
+    column::<Option<i64>>(row, index, what).map(|m| m.map(Timestamp::from_millis))
+}
+
+fn subject_from_row(row: &Row) -> Result<SubjectRow, StoreError> {
+    let id = SubjectId::from_bytes(bytes_n(row, 0, "subject id")?);
+    let what = |field: &str| format!("subject {id} {field}");
+    Ok(SubjectRow {
+        id,
+        lookup: bytes_n(row, 1, &what("lookup"))?,
+        profile: column(row, 2, &what("profile"))?,
+        key: KeyId::from_bytes(bytes_n(row, 3, &what("key"))?),
+        created_at: millis(row, 4, &what("created_at"))?,
+        last_active_at: millis(row, 5, &what("last_active_at"))?,
+        closed_at: opt_millis(row, 6, &what("closed_at"))?,
+        erased_at: opt_millis(row, 7, &what("erased_at"))?,
+    })
+}
+
+fn record_from_row(row: &Row) -> Result<RecordRow, StoreError> {
+    let id = RecordId::from_bytes(bytes_n(row, 0, "record id")?);
+    let what = |field: &str| format!("record {id} {field}");
+    Ok(RecordRow {
+        id,
+        subject: SubjectId::from_bytes(bytes_n(row, 1, &what("subject"))?),
+        category: column(row, 2, &what("category"))?,
+        purpose: column(row, 3, &what("purpose"))?,
+        key: KeyId::from_bytes(bytes_n(row, 4, &what("key"))?),
+        ciphertext: column(row, 5, &what("ciphertext"))?,
+        collected_at: millis(row, 6, &what("collected_at"))?,
+        rule: column(row, 7, &what("rule"))?,
+        expires_at: opt_millis(row, 8, &what("expires_at"))?,
+        statutory: column(row, 9, &what("statutory"))?,
+    })
+}
+
+fn entry_from_row(row: &Row) -> Result<AuditEntry, StoreError> {
+    let seq: i64 = column(row, 0, "audit seq")?;
+    let what = |field: &str| format!("audit entry {seq} {field}");
+    let kind: &str = column(row, 3, &what("kind"))?;
+    let kind: EventKind = kind
+        .parse()
+        .map_err(|_| StoreError::Corrupt(what("kind: unknown event kind")))?;
+    Ok(AuditEntry {
+        seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt(what("seq: negative")))?,
+        prev_hash: hash32(row, 1, &what("prev_hash"))?,
+        hash: hash32(row, 2, &what("hash"))?,
+        event: AuditEvent {
+            kind,
+            at: column(row, 4, &what("at"))?,
+            actor: column(row, 5, &what("actor"))?,
+            subject: column(row, 6, &what("subject"))?,
+            category: column(row, 7, &what("category"))?,
+            purpose: column(row, 8, &what("purpose"))?,
+            record: column(row, 9, &what("record"))?,
+            outcome: column(row, 10, &what("outcome"))?,
+            reasons: column(row, 11, &what("reasons"))?,
+            rule: column(row, 12, &what("rule"))?,
+        },
+    })
+}

@@ -1,0 +1,528 @@
+//! [`SqliteDataStore`]: subjects, encrypted records and the audit chain in `data.db`.
+//!
+//! A commit is one `BEGIN IMMEDIATE` transaction: the audit head is read under the write lock,
+//! so two handles (two processes) on the same file append to one chain without forking it, and
+//! every statement is a cached prepared statement, so a large batch costs one B-tree insert per
+//! row and one fsync per commit.
+
+use std::path::Path;
+
+use custodia_audit::{Anchor, AuditEntry, AuditEvent, Chain, EventKind};
+use custodia_core::{KeyId, RecordId, SubjectId, Timestamp};
+use custodia_store::{
+    CommitReceipt, DataStore, Mutation, RecordRow, StoreError, SubjectRow, SubjectUpdate,
+    WriteBatch,
+};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+
+use crate::db::{Create, Db, Settings};
+use crate::error::{Context, is_foreign_key_violation, limit, sql_error, to_i64};
+use crate::schema;
+
+/// Columns of `subjects`, in the order [`subject_from_row`] reads them.
+macro_rules! subject_columns {
+    () => {
+        "id, lookup, profile, key, created_at, last_active_at, closed_at, erased_at"
+    };
+}
+
+/// Columns of `records`, in the order [`record_from_row`] reads them.
+macro_rules! record_columns {
+    () => {
+        "id, subject, category, purpose, key, ciphertext, collected_at, rule, expires_at, statutory"
+    };
+}
+
+/// Columns of `audit`, in the order [`entry_from_row`] reads them.
+macro_rules! audit_columns {
+    () => {
+        "seq, prev_hash, hash, kind, at, actor, subject, category, purpose, record, outcome, \
+         reasons, rule"
+    };
+}
+
+const INSERT_SUBJECT: &str = concat!(
+    "INSERT INTO subjects (",
+    subject_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+);
+// COALESCE keeps a column when its update field is `None`, so one statement serves every
+// combination of fields.
+const UPDATE_SUBJECT: &str = "UPDATE subjects SET \
+    last_active_at = COALESCE(?2, last_active_at), \
+    closed_at = COALESCE(?3, closed_at), \
+    erased_at = COALESCE(?4, erased_at), \
+    profile = COALESCE(?5, profile) \
+    WHERE id = ?1";
+const INSERT_RECORD: &str = concat!(
+    "INSERT INTO records (",
+    record_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+);
+const SET_EXPIRY: &str =
+    "UPDATE records SET expires_at = ?3 WHERE subject = ?1 AND rule = ?2 AND expires_at IS NULL";
+const DELETE_RECORD: &str = "DELETE FROM records WHERE id = ?1";
+const DELETE_RECORDS_OF: &str = "DELETE FROM records WHERE subject = ?1";
+const DELETE_NON_STATUTORY_RECORDS_OF: &str =
+    "DELETE FROM records WHERE subject = ?1 AND statutory = 0";
+const DELETE_SUBJECT: &str = "DELETE FROM subjects WHERE id = ?1";
+const INSERT_AUDIT: &str = concat!(
+    "INSERT INTO audit (",
+    audit_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+);
+const AUDIT_HEAD: &str = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
+
+/// The data store on `data.db`. Cheap to share: wrap it in an `Arc`.
+#[derive(Debug)]
+pub struct SqliteDataStore {
+    db: Db,
+}
+
+impl SqliteDataStore {
+    pub(crate) fn open(path: &Path, create: Create) -> Result<Self, StoreError> {
+        Ok(Self {
+            db: Db::open(path, &schema::DATA, create)?,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        self.db.path()
+    }
+
+    /// The SQLite settings in force (journal mode, synchronous, secure delete...).
+    pub fn settings(&self) -> Result<Settings, StoreError> {
+        self.db.settings()
+    }
+}
+
+impl DataStore for SqliteDataStore {
+    fn commit(&self, batch: WriteBatch) -> Result<CommitReceipt, StoreError> {
+        if batch.is_empty() {
+            return Ok(CommitReceipt {
+                head: self.audit_head()?,
+                deleted_records: 0,
+            });
+        }
+        self.db.write(|tx| {
+            let stored_head = read_head(tx)?;
+            let mut deleted_records = 0;
+            for mutation in batch.mutations {
+                deleted_records += apply(tx, mutation)?;
+            }
+            if batch.audit.is_empty() {
+                return Ok(CommitReceipt {
+                    head: stored_head,
+                    deleted_records,
+                });
+            }
+            let mut chain = Chain::resume(stored_head.map(Into::into))
+                .map_err(|e| StoreError::Corrupt(format!("audit head in data.db: {e}")))?;
+            let entries = chain.append_batch(batch.audit);
+            let mut insert = tx
+                .prepare_cached(INSERT_AUDIT)
+                .context("preparing audit insert")?;
+            for entry in &entries {
+                insert_entry(&mut insert, entry)?;
+            }
+            Ok(CommitReceipt {
+                head: Some(chain.head()),
+                deleted_records,
+            })
+        })
+    }
+
+    fn subject(&self, id: SubjectId) -> Result<Option<SubjectRow>, StoreError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            subject_columns!(),
+            " FROM subjects WHERE id = ?1"
+        );
+        self.db.read(|conn| {
+            query_one(conn, SQL, params![id.as_bytes()], subject_from_row)
+                .with_context(|| format!("reading subject {id}"))
+        })
+    }
+
+    fn subject_by_lookup(&self, lookup: &[u8; 32]) -> Result<Option<SubjectRow>, StoreError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            subject_columns!(),
+            " FROM subjects WHERE lookup = ?1"
+        );
+        self.db.read(|conn| {
+            query_one(conn, SQL, params![lookup], subject_from_row)
+                .context("reading a subject by lookup")
+        })
+    }
+
+    fn record(&self, id: RecordId) -> Result<Option<RecordRow>, StoreError> {
+        const SQL: &str = concat!("SELECT ", record_columns!(), " FROM records WHERE id = ?1");
+        self.db.read(|conn| {
+            query_one(conn, SQL, params![id.as_bytes()], record_from_row)
+                .with_context(|| format!("reading record {id}"))
+        })
+    }
+
+    fn records_of(
+        &self,
+        subject: SubjectId,
+        category: Option<&str>,
+    ) -> Result<Vec<RecordRow>, StoreError> {
+        const ALL: &str = concat!(
+            "SELECT ",
+            record_columns!(),
+            " FROM records WHERE subject = ?1 ORDER BY collected_at, pos"
+        );
+        const ONE_CATEGORY: &str = concat!(
+            "SELECT ",
+            record_columns!(),
+            " FROM records WHERE subject = ?1 AND category = ?2 ORDER BY collected_at, pos"
+        );
+        self.db.read(|conn| {
+            match category {
+                None => query_all(conn, ALL, params![subject.as_bytes()], record_from_row),
+                Some(category) => query_all(
+                    conn,
+                    ONE_CATEGORY,
+                    params![subject.as_bytes(), category],
+                    record_from_row,
+                ),
+            }
+            .with_context(|| format!("reading the records of subject {subject}"))
+        })
+    }
+
+    fn count_statutory_records(&self, subject: SubjectId) -> Result<u64, StoreError> {
+        const SQL: &str = "SELECT count(*) FROM records WHERE subject = ?1 AND statutory = 1";
+        self.db.read(|conn| {
+            let count: i64 = conn
+                .prepare_cached(SQL)
+                .and_then(|mut stmt| stmt.query_row(params![subject.as_bytes()], |row| row.get(0)))
+                .with_context(|| format!("counting statutory records of subject {subject}"))?;
+            u64::try_from(count)
+                .map_err(|_| StoreError::Corrupt(format!("record count {count} is negative")))
+        })
+    }
+
+    fn expired_records(&self, now: Timestamp, limit: usize) -> Result<Vec<RecordRow>, StoreError> {
+        // `expires_at IS NOT NULL` lets SQLite use the partial expiry index.
+        const SQL: &str = concat!(
+            "SELECT ",
+            record_columns!(),
+            " FROM records WHERE expires_at IS NOT NULL AND expires_at <= ?1 \
+             ORDER BY expires_at, pos LIMIT ?2"
+        );
+        self.db.read(|conn| {
+            query_all(
+                conn,
+                SQL,
+                params![now.as_millis(), self::limit(limit)],
+                record_from_row,
+            )
+            .context("reading expired records")
+        })
+    }
+
+    fn count_records(&self) -> Result<u64, StoreError> {
+        self.db.read(|conn| {
+            let count: i64 = conn
+                .prepare_cached("SELECT count(*) FROM records")
+                .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)))
+                .context("counting records")?;
+            u64::try_from(count)
+                .map_err(|_| StoreError::Corrupt(format!("record count {count} is negative")))
+        })
+    }
+
+    fn audit_head(&self) -> Result<Option<Anchor>, StoreError> {
+        self.db.read(read_head)
+    }
+
+    fn audit_entries(&self, from: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            audit_columns!(),
+            " FROM audit WHERE seq >= ?1 ORDER BY seq LIMIT ?2"
+        );
+        // Seqs never exceed i64::MAX (custodia_audit::MAX_SEQ), so nothing lies beyond it.
+        let Ok(from) = i64::try_from(from) else {
+            return Ok(Vec::new());
+        };
+        self.db.read(|conn| {
+            let mut stmt = conn.prepare_cached(SQL).context("preparing audit read")?;
+            let mut rows = stmt
+                .query(params![from, self::limit(limit)])
+                .context("reading audit entries")?;
+            let mut entries = Vec::new();
+            while let Some(row) = rows.next().context("reading audit entries")? {
+                entries.push(entry_from_row(row)?);
+            }
+            Ok(entries)
+        })
+    }
+}
+
+/// Applies one mutation inside the commit's transaction; returns how many records it deleted.
+fn apply(tx: &Transaction<'_>, mutation: Mutation) -> Result<u64, StoreError> {
+    match mutation {
+        Mutation::InsertSubject(row) => {
+            let id = row.id;
+            tx.prepare_cached(INSERT_SUBJECT)
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        row.id.as_bytes(),
+                        row.lookup,
+                        row.profile,
+                        row.key.as_bytes(),
+                        row.created_at.as_millis(),
+                        row.last_active_at.as_millis(),
+                        row.closed_at.map(Timestamp::as_millis),
+                        row.erased_at.map(Timestamp::as_millis),
+                    ])
+                })
+                .with_context(|| format!("inserting subject {id}"))?;
+            Ok(0)
+        }
+        Mutation::UpdateSubject { id, update } => {
+            update_subject(tx, id, update)?;
+            Ok(0)
+        }
+        Mutation::InsertRecord(row) => {
+            insert_record(tx, &row)?;
+            Ok(0)
+        }
+        Mutation::SetExpiry {
+            subject,
+            rule,
+            expires_at,
+        } => {
+            tx.prepare_cached(SET_EXPIRY)
+                .and_then(|mut stmt| {
+                    stmt.execute(params![subject.as_bytes(), rule, expires_at.as_millis()])
+                })
+                .with_context(|| format!("setting expiry on records of subject {subject}"))?;
+            Ok(0)
+        }
+        Mutation::DeleteRecord(id) => delete(tx, DELETE_RECORD, id.as_bytes())
+            .with_context(|| format!("deleting record {id}")),
+        Mutation::DeleteRecordsOf {
+            subject,
+            keep_statutory,
+        } => {
+            let sql = if keep_statutory {
+                DELETE_NON_STATUTORY_RECORDS_OF
+            } else {
+                DELETE_RECORDS_OF
+            };
+            delete(tx, sql, subject.as_bytes())
+                .with_context(|| format!("deleting records of subject {subject}"))
+        }
+        Mutation::DeleteSubject(id) => {
+            // A missing subject is not an error, like every other deletion.
+            delete(tx, DELETE_SUBJECT, id.as_bytes()).map_err(|e| {
+                if is_foreign_key_violation(&e) {
+                    StoreError::Conflict(format!(
+                        "subject {id} still has records; delete them first"
+                    ))
+                } else {
+                    sql_error(&e, &format!("deleting subject {id}"))
+                }
+            })?;
+            Ok(0)
+        }
+    }
+}
+
+fn update_subject(
+    tx: &Transaction<'_>,
+    id: SubjectId,
+    update: SubjectUpdate,
+) -> Result<(), StoreError> {
+    let changed = tx
+        .prepare_cached(UPDATE_SUBJECT)
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                id.as_bytes(),
+                update.last_active_at.map(Timestamp::as_millis),
+                update.closed_at.map(Timestamp::as_millis),
+                update.erased_at.map(Timestamp::as_millis),
+                update.profile,
+            ])
+        })
+        .with_context(|| format!("updating subject {id}"))?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!("subject {id}")));
+    }
+    Ok(())
+}
+
+fn insert_record(tx: &Transaction<'_>, row: &RecordRow) -> Result<(), StoreError> {
+    tx.prepare_cached(INSERT_RECORD)
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                row.id.as_bytes(),
+                row.subject.as_bytes(),
+                row.category,
+                row.purpose,
+                row.key.as_bytes(),
+                row.ciphertext,
+                row.collected_at.as_millis(),
+                row.rule,
+                row.expires_at.map(Timestamp::as_millis),
+                row.statutory,
+            ])
+        })
+        .map_err(|e| {
+            if is_foreign_key_violation(&e) {
+                StoreError::NotFound(format!("subject {} of record {}", row.subject, row.id))
+            } else {
+                sql_error(&e, &format!("inserting record {}", row.id))
+            }
+        })?;
+    Ok(())
+}
+
+/// Runs a cached `DELETE` keyed by one id; returns how many rows went.
+fn delete(tx: &Transaction<'_>, sql: &str, id: &[u8; 16]) -> rusqlite::Result<u64> {
+    let deleted = tx.prepare_cached(sql)?.execute(params![id])?;
+    // usize to u64 is lossless on every platform Rust supports.
+    Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
+}
+
+fn insert_entry(
+    insert: &mut rusqlite::Statement<'_>,
+    entry: &AuditEntry,
+) -> Result<(), StoreError> {
+    let event = &entry.event;
+    let reasons = serde_json::to_string(&event.reasons)
+        .map_err(|_| StoreError::Backend(format!("encoding reasons of audit seq {}", entry.seq)))?;
+    insert
+        .execute(params![
+            to_i64(entry.seq, "audit seq")?,
+            entry.prev_hash,
+            entry.hash,
+            event.kind.as_str(),
+            event.at,
+            event.actor,
+            event.subject,
+            event.category,
+            event.purpose,
+            event.record,
+            event.outcome,
+            reasons,
+            event.rule,
+        ])
+        .with_context(|| format!("appending audit seq {}", entry.seq))?;
+    Ok(())
+}
+
+fn read_head(conn: &Connection) -> Result<Option<Anchor>, StoreError> {
+    let head = conn
+        .prepare_cached(AUDIT_HEAD)
+        .and_then(|mut stmt| {
+            stmt.query_row([], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, [u8; 32]>(1)?))
+            })
+            .optional()
+        })
+        .context("reading the audit head")?;
+    head.map(|(seq, hash)| Ok(Anchor::new(seq_from(seq)?, hash)))
+        .transpose()
+}
+
+fn seq_from(seq: i64) -> Result<u64, StoreError> {
+    u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("audit seq {seq} is negative")))
+}
+
+fn query_one<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Option<T>> {
+    conn.prepare_cached(sql)?.query_row(params, map).optional()
+}
+
+fn query_all<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    conn.prepare_cached(sql)?.query_map(params, map)?.collect()
+}
+
+fn timestamp(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
+    row.get(index).map(Timestamp::from_millis)
+}
+
+fn optional_timestamp(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Timestamp>> {
+    Ok(row
+        .get::<_, Option<i64>>(index)?
+        .map(Timestamp::from_millis))
+}
+
+fn subject_from_row(row: &Row<'_>) -> rusqlite::Result<SubjectRow> {
+    Ok(SubjectRow {
+        id: SubjectId::from_bytes(row.get(0)?),
+        lookup: row.get(1)?,
+        profile: row.get(2)?,
+        key: KeyId::from_bytes(row.get(3)?),
+        created_at: timestamp(row, 4)?,
+        last_active_at: timestamp(row, 5)?,
+        closed_at: optional_timestamp(row, 6)?,
+        erased_at: optional_timestamp(row, 7)?,
+    })
+}
+
+fn record_from_row(row: &Row<'_>) -> rusqlite::Result<RecordRow> {
+    Ok(RecordRow {
+        id: RecordId::from_bytes(row.get(0)?),
+        subject: SubjectId::from_bytes(row.get(1)?),
+        category: row.get(2)?,
+        purpose: row.get(3)?,
+        key: KeyId::from_bytes(row.get(4)?),
+        ciphertext: row.get(5)?,
+        collected_at: timestamp(row, 6)?,
+        rule: row.get(7)?,
+        expires_at: optional_timestamp(row, 8)?,
+        statutory: row.get(9)?,
+    })
+}
+
+fn entry_from_row(row: &Row<'_>) -> Result<AuditEntry, StoreError> {
+    let seq = seq_from(row.get(0).context("reading audit seq")?)?;
+    let read = |what: &str| format!("reading {what} of audit seq {seq}");
+    let kind: String = row.get(3).with_context(|| read("kind"))?;
+    // The stored text is not echoed: a damaged or tampered file could hold anything there.
+    let kind: EventKind = kind
+        .parse()
+        .map_err(|_| StoreError::Corrupt(format!("audit seq {seq} has an unknown event kind")))?;
+    let reasons: String = row.get(11).with_context(|| read("reasons"))?;
+    // serde_json's message can quote the text it choked on; keep it out of the error.
+    let reasons: Vec<String> = serde_json::from_str(&reasons).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "audit seq {seq}: reasons are not a JSON array of strings"
+        ))
+    })?;
+    let event = AuditEvent {
+        kind,
+        at: row.get(4).with_context(|| read("at"))?,
+        actor: row.get(5).with_context(|| read("actor"))?,
+        subject: row.get(6).with_context(|| read("subject"))?,
+        category: row.get(7).with_context(|| read("category"))?,
+        purpose: row.get(8).with_context(|| read("purpose"))?,
+        record: row.get(9).with_context(|| read("record"))?,
+        outcome: row.get(10).with_context(|| read("outcome"))?,
+        reasons,
+        rule: row.get(12).with_context(|| read("rule"))?,
+    };
+    Ok(AuditEntry {
+        seq,
+        prev_hash: row.get(1).with_context(|| read("prev_hash"))?,
+        event,
+        hash: row.get(2).with_context(|| read("hash"))?,
+    })
+}
