@@ -1,7 +1,14 @@
 //! The `custodia` command: a thin layer that parses arguments, calls the library crates and
 //! prints their results, as text for people or JSON for machines.
 
+mod audit_cmd;
+mod bench_cmd;
+mod import_cmd;
+mod keys_cmd;
+mod output;
 mod policy_cmd;
+mod progress;
+mod stores;
 
 use std::process::ExitCode;
 
@@ -20,11 +27,26 @@ enum Command {
     /// Check, render and compare policy files.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// Load records into the vault from JSON lines.
+    Import(import_cmd::ImportArgs),
+    /// Rotate and destroy epoch keys.
+    #[command(subcommand)]
+    Keys(keys_cmd::KeysCommand),
+    /// Verify the audit chain.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
+    /// Measure speed against raw baselines in the same process.
+    #[command(subcommand)]
+    Bench(bench_cmd::BenchCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Policy(command) => policy_cmd::run(command),
+        Command::Import(args) => import_cmd::run(args),
+        Command::Keys(command) => keys_cmd::run(command),
+        Command::Audit(command) => audit_cmd::run(command),
+        Command::Bench(command) => bench_cmd::run(command),
     }
 }

@@ -9,3 +9,4 @@
 )]
 
 mod policy;
+mod vault;

@@ -1,0 +1,68 @@
+//! `custodia bench vault [--json] [--quick]`: the vault's speed figures, each as a ratio to a raw
+//! baseline measured in the same run.
+//!
+//! Progress goes to standard error, the report to standard output (a table, or JSON with
+//! `--json`). Exit 0 when the benchmark ran, even if a target is missed (the report says which),
+//! so that a slow machine does not look like a broken one; 2 when it could not run.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use custodia_bench::Options;
+
+/// The `bench` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Field encryption, encrypted ingest, crypto-shredding and audit append, against raw
+    /// AES-256-GCM and plain SQLite inserts. Takes up to a minute in a release build.
+    Vault {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Smaller workloads and shorter measurements: seconds instead of a minute, noisier.
+        #[arg(long)]
+        quick: bool,
+        /// Run only the figures whose name starts with this (`field`, `encrypted_ingest`,
+        /// `crypto_shred`, `audit_append`).
+        #[arg(long)]
+        only: Option<String>,
+    },
+}
+
+/// Runs a `bench` subcommand and returns the process exit code.
+pub fn run(command: BenchCommand) -> ExitCode {
+    match command {
+        BenchCommand::Vault { json, quick, only } => vault(json, quick, only),
+    }
+}
+
+fn vault(json: bool, quick: bool, only: Option<String>) -> ExitCode {
+    let options = Options {
+        quick,
+        work_dir: None,
+        only,
+    };
+    let mut progress = |line: &str| {
+        // Progress is a courtesy: a closed stderr must not stop the benchmark.
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    };
+    let report = match custodia_bench::vault(&options, &mut progress) {
+        Ok(report) => report,
+        Err(err) => {
+            let _ = writeln!(std::io::stderr().lock(), "error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let written = if json {
+        serde_json::to_string_pretty(&report)
+            .map_err(std::io::Error::other)
+            .and_then(|text| writeln!(out, "{text}"))
+    } else {
+        write!(out, "{report}")
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(2),
+    }
+}
