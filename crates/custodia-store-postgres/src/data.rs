@@ -1,16 +1,17 @@
-//! [`PgDataStore`]: subjects, encrypted records and the audit chain in `{namespace}_data`.
+//! [`PgDataStore`]: subjects, encrypted records, the consent ledger, API keys, published policy
+//! versions and the audit chain in `{namespace}_data`.
 
 use custodia_audit::{Anchor, AuditEntry, AuditEvent, Chain, EventKind};
-use custodia_core::{KeyId, RecordId, SubjectId, Timestamp};
+use custodia_core::{ApiKeyId, ConsentId, KeyId, RecordId, SubjectId, Timestamp};
 use custodia_store::{
-    CommitReceipt, DataStore, Mutation, RecordRow, StoreError, SubjectRow, SubjectUpdate,
-    WriteBatch,
+    ApiKeyRow, CommitReceipt, ConsentEventKind, ConsentRow, DataStore, Mutation, PolicyVersionRow,
+    RecordRow, StoreError, SubjectRow, SubjectUpdate, WriteBatch,
 };
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
 use postgres::{GenericClient, Row, Transaction};
 
-use crate::decode::{bytes_n, column};
+use crate::decode::{bytes_n, column, opt_bytes_n};
 use crate::error::{Context, limit, pg_error, to_i64};
 use crate::pool::{Pool, StatementCache};
 use crate::schema;
@@ -27,6 +28,13 @@ const SUBJECT_COLUMNS: &str =
 /// Columns of `records`, in the order [`record_from_row`] reads them.
 const RECORD_COLUMNS: &str =
     "id, subject, category, purpose, key, ciphertext, collected_at, rule, expires_at, statutory";
+/// Columns of `consent_events`, in the order [`consent_from_row`] reads them.
+const CONSENT_COLUMNS: &str = "id, subject, purposes, kind, guardian, guardian_verified, \
+    policy_version, method, at, expires_at";
+/// Columns of `api_keys`, in the order [`api_key_from_row`] reads them.
+const API_KEY_COLUMNS: &str = "id, name, secret_hash, admin, purposes, created_at, revoked_at";
+/// Columns of `policy_versions`, in the order [`policy_version_from_row`] reads them.
+const POLICY_VERSION_COLUMNS: &str = "version, published_at, fresh_consent_purposes, source";
 /// Columns of `audit`, in the order [`entry_from_row`] reads them and entries are written.
 const AUDIT_COLUMNS: &str = "seq, prev_hash, hash, kind, at, actor, subject, category, purpose, record, outcome, reasons, rule";
 /// The types of [`AUDIT_COLUMNS`], for binary `COPY`.
@@ -65,6 +73,14 @@ struct Sql {
     expired_records: String,
     count_records: String,
     count_statutory_records: String,
+    insert_consent: String,
+    consents_of: String,
+    insert_api_key: String,
+    revoke_api_key: String,
+    api_key: String,
+    api_keys: String,
+    insert_policy_version: String,
+    policy_versions: String,
     head: String,
     lock_head: String,
     update_head: String,
@@ -119,6 +135,33 @@ impl Sql {
             count_records: format!("SELECT count(*) FROM {s}.records"),
             count_statutory_records: format!(
                 "SELECT count(*) FROM {s}.records WHERE subject = $1 AND statutory"
+            ),
+            // The ledger has no foreign key to subjects (it outlives them), so the insert selects
+            // the subject's row instead: nothing is inserted when it does not exist, and FOR KEY
+            // SHARE holds off a concurrent delete of it until this commit, as a foreign key
+            // check would, while leaving updates of its other columns free.
+            insert_consent: format!(
+                "INSERT INTO {s}.consent_events ({CONSENT_COLUMNS}) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM {s}.subjects WHERE id = $2 \
+                 FOR KEY SHARE"
+            ),
+            consents_of: format!(
+                "SELECT {CONSENT_COLUMNS} FROM {s}.consent_events WHERE subject = $1 ORDER BY pos"
+            ),
+            insert_api_key: format!(
+                "INSERT INTO {s}.api_keys ({API_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            ),
+            // COALESCE keeps the first revocation time: revoking again changes nothing.
+            revoke_api_key: format!(
+                "UPDATE {s}.api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1"
+            ),
+            api_key: format!("SELECT {API_KEY_COLUMNS} FROM {s}.api_keys WHERE id = $1"),
+            api_keys: format!("SELECT {API_KEY_COLUMNS} FROM {s}.api_keys ORDER BY pos"),
+            insert_policy_version: format!(
+                "INSERT INTO {s}.policy_versions ({POLICY_VERSION_COLUMNS}) VALUES ($1, $2, $3, $4)"
+            ),
+            policy_versions: format!(
+                "SELECT {POLICY_VERSION_COLUMNS} FROM {s}.policy_versions ORDER BY pos"
             ),
             head: format!("SELECT seq, hash FROM {s}.audit_head"),
             lock_head: format!("SELECT seq, hash FROM {s}.audit_head FOR UPDATE"),
@@ -300,6 +343,77 @@ impl PgDataStore {
                     })?;
                 Ok(0)
             }
+            Mutation::InsertConsent(row) => {
+                insert_consent(tx, statements, &sql.insert_consent, row)?;
+                Ok(0)
+            }
+            Mutation::InsertApiKey(row) => {
+                let id: &[u8] = row.id.as_bytes();
+                let hash: &[u8] = &row.secret_hash;
+                statements
+                    .execute(
+                        tx,
+                        &sql.insert_api_key,
+                        &[
+                            &id,
+                            &row.name,
+                            &hash,
+                            &row.admin,
+                            &row.purposes,
+                            &row.created_at.as_millis(),
+                            &row.revoked_at.map(Timestamp::as_millis),
+                        ],
+                    )
+                    .map_err(|e| {
+                        if e.as_db_error().and_then(|db| db.constraint()) == Some("api_keys_pkey") {
+                            StoreError::Conflict(format!(
+                                "inserting API key {}: the key already exists",
+                                row.id
+                            ))
+                        } else {
+                            pg_error(&e, &format!("inserting API key {}", row.id))
+                        }
+                    })?;
+                Ok(0)
+            }
+            Mutation::RevokeApiKey { id, at } => {
+                let bytes: &[u8] = id.as_bytes();
+                let changed = statements
+                    .execute(tx, &sql.revoke_api_key, &[&bytes, &at.as_millis()])
+                    .with_context(|| format!("revoking API key {id}"))?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound(format!("API key {id}")));
+                }
+                Ok(0)
+            }
+            Mutation::InsertPolicyVersion(row) => {
+                // The label is left out of messages like every stored value.
+                statements
+                    .execute(
+                        tx,
+                        &sql.insert_policy_version,
+                        &[
+                            &row.version,
+                            &row.published_at.as_millis(),
+                            &row.fresh_consent_purposes,
+                            &row.source,
+                        ],
+                    )
+                    .map_err(|e| {
+                        if e.as_db_error().and_then(|db| db.constraint())
+                            == Some("policy_versions_pkey")
+                        {
+                            StoreError::Conflict(
+                                "publishing a policy version: a version of that label is \
+                                 already published"
+                                    .to_owned(),
+                            )
+                        } else {
+                            pg_error(&e, "publishing a policy version")
+                        }
+                    })?;
+                Ok(0)
+            }
         }
     }
 
@@ -428,6 +542,35 @@ impl DataStore for PgDataStore {
         })
     }
 
+    fn consents_of(&self, subject: SubjectId) -> Result<Vec<ConsentRow>, StoreError> {
+        let bytes: &[u8] = subject.as_bytes();
+        self.query(&self.sql.consents_of, &[&bytes], consent_from_row, || {
+            format!("reading the consent ledger of {subject}")
+        })
+    }
+
+    fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKeyRow>, StoreError> {
+        let bytes: &[u8] = id.as_bytes();
+        self.query_opt(&self.sql.api_key, &[&bytes], api_key_from_row, || {
+            format!("reading API key {id}")
+        })
+    }
+
+    fn api_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError> {
+        self.query(&self.sql.api_keys, &[], api_key_from_row, || {
+            "reading the API keys".to_owned()
+        })
+    }
+
+    fn policy_versions(&self) -> Result<Vec<PolicyVersionRow>, StoreError> {
+        self.query(
+            &self.sql.policy_versions,
+            &[],
+            policy_version_from_row,
+            || "reading the published policy versions".to_owned(),
+        )
+    }
+
     fn audit_head(&self) -> Result<Option<Anchor>, StoreError> {
         let head = self
             .pool
@@ -514,6 +657,51 @@ fn insert_record(
                 pg_error(&e, &format!("inserting record {}", row.id))
             }
         })?;
+    Ok(())
+}
+
+fn insert_consent(
+    tx: &mut Transaction<'_>,
+    statements: &mut StatementCache,
+    sql: &str,
+    row: &ConsentRow,
+) -> Result<(), StoreError> {
+    let id: &[u8] = row.id.as_bytes();
+    let subject: &[u8] = row.subject.as_bytes();
+    let guardian: Option<&[u8]> = row.guardian.as_ref().map(|g| g.as_bytes().as_slice());
+    let inserted = statements
+        .execute(
+            tx,
+            sql,
+            &[
+                &id,
+                &subject,
+                &row.purposes,
+                &row.kind.as_str(),
+                &guardian,
+                &row.guardian_verified,
+                &row.policy_version,
+                &row.method,
+                &row.at.as_millis(),
+                &row.expires_at.map(Timestamp::as_millis),
+            ],
+        )
+        .map_err(|e| {
+            if e.as_db_error().and_then(|db| db.constraint()) == Some("consent_events_pkey") {
+                StoreError::Conflict(format!(
+                    "appending consent event {}: the event already exists",
+                    row.id
+                ))
+            } else {
+                pg_error(&e, &format!("appending consent event {}", row.id))
+            }
+        })?;
+    if inserted == 0 {
+        return Err(StoreError::NotFound(format!(
+            "subject {} of consent event {}",
+            row.subject, row.id
+        )));
+    }
     Ok(())
 }
 
@@ -657,6 +845,52 @@ fn record_from_row(row: &Row) -> Result<RecordRow, StoreError> {
         rule: column(row, 7, &what("rule"))?,
         expires_at: opt_millis(row, 8, &what("expires_at"))?,
         statutory: column(row, 9, &what("statutory"))?,
+    })
+}
+
+fn consent_from_row(row: &Row) -> Result<ConsentRow, StoreError> {
+    let id = ConsentId::from_bytes(bytes_n(row, 0, "consent event id")?);
+    let what = |field: &str| format!("consent event {id} {field}");
+    let kind: &str = column(row, 3, &what("kind"))?;
+    // The stored text is not echoed: a damaged or altered table could hold anything there.
+    let kind = ConsentEventKind::parse(kind)
+        .ok_or_else(|| StoreError::Corrupt(what("kind: unknown consent event kind")))?;
+    Ok(ConsentRow {
+        id,
+        subject: SubjectId::from_bytes(bytes_n(row, 1, &what("subject"))?),
+        purposes: column(row, 2, &what("purposes"))?,
+        kind,
+        guardian: opt_bytes_n(row, 4, &what("guardian"))?.map(SubjectId::from_bytes),
+        guardian_verified: column(row, 5, &what("guardian_verified"))?,
+        policy_version: column(row, 6, &what("policy_version"))?,
+        method: column(row, 7, &what("method"))?,
+        at: millis(row, 8, &what("at"))?,
+        expires_at: opt_millis(row, 9, &what("expires_at"))?,
+    })
+}
+
+fn api_key_from_row(row: &Row) -> Result<ApiKeyRow, StoreError> {
+    let id = ApiKeyId::from_bytes(bytes_n(row, 0, "API key id")?);
+    let what = |field: &str| format!("API key {id} {field}");
+    Ok(ApiKeyRow {
+        id,
+        name: column(row, 1, &what("name"))?,
+        secret_hash: hash32(row, 2, &what("secret_hash"))?,
+        admin: column(row, 3, &what("admin"))?,
+        purposes: column(row, 4, &what("purposes"))?,
+        created_at: millis(row, 5, &what("created_at"))?,
+        revoked_at: opt_millis(row, 6, &what("revoked_at"))?,
+    })
+}
+
+fn policy_version_from_row(row: &Row) -> Result<PolicyVersionRow, StoreError> {
+    // Named by column only: the version label is a stored value.
+    let what = |field: &str| format!("policy version {field}");
+    Ok(PolicyVersionRow {
+        version: column(row, 0, &what("version"))?,
+        published_at: millis(row, 1, &what("published_at"))?,
+        fresh_consent_purposes: column(row, 2, &what("fresh_consent_purposes"))?,
+        source: column(row, 3, &what("source"))?,
     })
 }
 

@@ -27,3 +27,19 @@ pub(crate) fn bytes_n<const N: usize>(
         StoreError::Corrupt(format!("{what}: expected {N} bytes, found {}", bytes.len()))
     })
 }
+
+/// Column `index` as exactly `N` bytes, or `None` when it is NULL.
+pub(crate) fn opt_bytes_n<const N: usize>(
+    row: &Row,
+    index: usize,
+    what: &str,
+) -> Result<Option<[u8; N]>, StoreError> {
+    let bytes: Option<&[u8]> = column(row, index, what)?;
+    bytes
+        .map(|bytes| {
+            bytes.try_into().map_err(|_| {
+                StoreError::Corrupt(format!("{what}: expected {N} bytes, found {}", bytes.len()))
+            })
+        })
+        .transpose()
+}

@@ -6,8 +6,8 @@
 //! 1. `pg_advisory_xact_lock` on a key derived from the schema name, so that several instances
 //!    starting at once migrate one after the other instead of racing (the lock ends with the
 //!    transaction, so a crashed instance cannot leave it held);
-//! 2. a read-only check: a schema newer than [`SCHEMA_VERSION`] is refused with
-//!    [`StoreError::SchemaTooNew`], and a schema of that name holding tables but no
+//! 2. a read-only check: a schema past the last migration this build has for it is refused
+//!    with [`StoreError::SchemaTooNew`], and a schema of that name holding tables but no
 //!    `schema_version` is refused as foreign, both before anything is written;
 //! 3. the missing migrations, each followed by its version row, then the commit.
 //!
@@ -19,9 +19,14 @@
 //! A store already at the latest version takes only the lock and the read, so a least-privilege
 //! role without `CREATE` on the database can run Custodia once an operator has migrated it.
 //! Migrations are append-only: a released one is never edited, a change is a new one with the
-//! next number (and a bump of `custodia_store::SCHEMA_VERSION`).
+//! next number.
+//!
+//! Each schema numbers its versions on its own: `custodia_store::SCHEMA_VERSION` is the data
+//! schema's latest (bumped with each of its migrations), while the key and keyring schemas stay
+//! at theirs until they change. So "too new" is judged per schema: a key schema a later build
+//! took to version 2 is refused even though the data schema's version 2 is known here.
 
-use custodia_store::{SCHEMA_VERSION, StoreError};
+use custodia_store::StoreError;
 use postgres::Client;
 
 use crate::error::Context;
@@ -50,10 +55,16 @@ pub(crate) struct Schema {
 pub(crate) static DATA: Schema = Schema {
     kind: "data store",
     suffix: "data",
-    migrations: &[Migration {
-        version: 1,
-        sql: include_str!("../migrations/data/001_initial.sql"),
-    }],
+    migrations: &[
+        Migration {
+            version: 1,
+            sql: include_str!("../migrations/data/001_initial.sql"),
+        },
+        Migration {
+            version: 2,
+            sql: include_str!("../migrations/data/002_consent_keys_policies.sql"),
+        },
+    ],
 };
 
 /// `{namespace}_keys`: key store metadata and data keys.
@@ -76,10 +87,17 @@ pub(crate) static KEYRING: Schema = Schema {
     }],
 };
 
+impl Schema {
+    /// The version the schema has once migrated, and the newest this build can read and write.
+    pub(crate) fn latest(&self) -> u32 {
+        self.migrations.last().map_or(0, |m| m.version)
+    }
+}
+
 /// Brings schema `name` up to date (see the module documentation). `name` is a validated
 /// identifier (see [`crate::Namespace`]), safe to splice into SQL.
 pub(crate) fn migrate(client: &mut Client, schema: &Schema, name: &str) -> Result<(), StoreError> {
-    let latest = schema.migrations.last().map_or(0, |m| m.version);
+    let latest = schema.latest();
     let mut tx = client
         .transaction()
         .with_context(|| format!("beginning the migration of schema {name}"))?;
@@ -89,11 +107,11 @@ pub(crate) fn migrate(client: &mut Client, schema: &Schema, name: &str) -> Resul
     )
     .with_context(|| format!("locking schema {name} to migrate it"))?;
     let current = current_version(&mut tx, schema, name)?;
-    if current > SCHEMA_VERSION {
+    if current > latest {
         // Dropping the transaction rolls back: nothing was written anyway.
         return Err(StoreError::SchemaTooNew {
             found: current,
-            supported: SCHEMA_VERSION,
+            supported: latest,
         });
     }
     if current < latest {
@@ -219,6 +237,8 @@ pub(crate) fn lock_key(purpose: &str, name: &str) -> i64 {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use custodia_store::SCHEMA_VERSION;
 
     use super::*;
 

@@ -1,4 +1,5 @@
-//! [`SqliteDataStore`]: subjects, encrypted records and the audit chain in `data.db`.
+//! [`SqliteDataStore`]: subjects, encrypted records, the consent ledger, API keys, published
+//! policy versions and the audit chain in `data.db`.
 //!
 //! A commit is one `BEGIN IMMEDIATE` transaction: the audit head is read under the write lock,
 //! so two handles (two processes) on the same file append to one chain without forking it, and
@@ -8,10 +9,10 @@
 use std::path::Path;
 
 use custodia_audit::{Anchor, AuditEntry, AuditEvent, Chain, EventKind};
-use custodia_core::{KeyId, RecordId, SubjectId, Timestamp};
+use custodia_core::{ApiKeyId, ConsentId, KeyId, RecordId, SubjectId, Timestamp};
 use custodia_store::{
-    CommitReceipt, DataStore, Mutation, RecordRow, StoreError, SubjectRow, SubjectUpdate,
-    WriteBatch,
+    ApiKeyRow, CommitReceipt, ConsentEventKind, ConsentRow, DataStore, Mutation, PolicyVersionRow,
+    RecordRow, StoreError, SubjectRow, SubjectUpdate, WriteBatch,
 };
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
@@ -38,6 +39,28 @@ macro_rules! audit_columns {
     () => {
         "seq, prev_hash, hash, kind, at, actor, subject, category, purpose, record, outcome, \
          reasons, rule"
+    };
+}
+
+/// Columns of `consent_events`, in the order [`consent_from_row`] reads them.
+macro_rules! consent_columns {
+    () => {
+        "id, subject, purposes, kind, guardian, guardian_verified, policy_version, method, at, \
+         expires_at"
+    };
+}
+
+/// Columns of `api_keys`, in the order [`api_key_from_row`] reads them.
+macro_rules! api_key_columns {
+    () => {
+        "id, name, secret_hash, admin, purposes, created_at, revoked_at"
+    };
+}
+
+/// Columns of `policy_versions`, in the order [`policy_version_from_row`] reads them.
+macro_rules! policy_version_columns {
+    () => {
+        "version, published_at, fresh_consent_purposes, source"
     };
 }
 
@@ -70,6 +93,27 @@ const INSERT_AUDIT: &str = concat!(
     "INSERT INTO audit (",
     audit_columns!(),
     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+);
+// The ledger has no foreign key to subjects (it outlives them), so the insert selects from
+// subjects instead: no row is inserted when the subject does not exist, in the same statement
+// and under the same write lock as the insert.
+const INSERT_CONSENT: &str = concat!(
+    "INSERT INTO consent_events (",
+    consent_columns!(),
+    ") SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 FROM subjects WHERE id = ?2"
+);
+const INSERT_API_KEY: &str = concat!(
+    "INSERT INTO api_keys (",
+    api_key_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+);
+// COALESCE keeps the first revocation time: revoking again changes nothing.
+const REVOKE_API_KEY: &str =
+    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1";
+const INSERT_POLICY_VERSION: &str = concat!(
+    "INSERT INTO policy_versions (",
+    policy_version_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4)"
 );
 const AUDIT_HEAD: &str = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
 
@@ -236,6 +280,62 @@ impl DataStore for SqliteDataStore {
         })
     }
 
+    fn consents_of(&self, subject: SubjectId) -> Result<Vec<ConsentRow>, StoreError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            consent_columns!(),
+            " FROM consent_events WHERE subject = ?1 ORDER BY pos"
+        );
+        self.db.read(|conn| {
+            read_all(
+                conn,
+                SQL,
+                params![subject.as_bytes()],
+                consent_from_row,
+                || format!("reading the consent ledger of subject {subject}"),
+            )
+        })
+    }
+
+    fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKeyRow>, StoreError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE id = ?1"
+        );
+        self.db.read(|conn| {
+            let context = || format!("reading API key {id}");
+            let mut stmt = conn.prepare_cached(SQL).with_context(context)?;
+            let mut rows = stmt.query(params![id.as_bytes()]).with_context(context)?;
+            rows.next()
+                .with_context(context)?
+                .map(api_key_from_row)
+                .transpose()
+        })
+    }
+
+    fn api_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError> {
+        const SQL: &str = concat!("SELECT ", api_key_columns!(), " FROM api_keys ORDER BY pos");
+        self.db.read(|conn| {
+            read_all(conn, SQL, [], api_key_from_row, || {
+                "reading the API keys".to_owned()
+            })
+        })
+    }
+
+    fn policy_versions(&self) -> Result<Vec<PolicyVersionRow>, StoreError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            policy_version_columns!(),
+            " FROM policy_versions ORDER BY pos"
+        );
+        self.db.read(|conn| {
+            read_all(conn, SQL, [], policy_version_from_row, || {
+                "reading the published policy versions".to_owned()
+            })
+        })
+    }
+
     fn audit_head(&self) -> Result<Option<Anchor>, StoreError> {
         self.db.read(read_head)
     }
@@ -332,7 +432,99 @@ fn apply(tx: &Transaction<'_>, mutation: Mutation) -> Result<u64, StoreError> {
             })?;
             Ok(0)
         }
+        Mutation::InsertConsent(row) => {
+            insert_consent(tx, &row)?;
+            Ok(0)
+        }
+        Mutation::InsertApiKey(row) => {
+            let purposes =
+                encode_list(&row.purposes, || format!("purposes of API key {}", row.id))?;
+            tx.prepare_cached(INSERT_API_KEY)
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        row.id.as_bytes(),
+                        row.name,
+                        row.secret_hash,
+                        row.admin,
+                        purposes,
+                        row.created_at.as_millis(),
+                        row.revoked_at.map(Timestamp::as_millis),
+                    ])
+                })
+                .with_context(|| format!("inserting API key {}", row.id))?;
+            Ok(0)
+        }
+        Mutation::RevokeApiKey { id, at } => {
+            let changed = tx
+                .prepare_cached(REVOKE_API_KEY)
+                .and_then(|mut stmt| stmt.execute(params![id.as_bytes(), at.as_millis()]))
+                .with_context(|| format!("revoking API key {id}"))?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!("API key {id}")));
+            }
+            Ok(0)
+        }
+        Mutation::InsertPolicyVersion(row) => {
+            let purposes = encode_list(&row.fresh_consent_purposes, || {
+                "fresh-consent purposes of a policy version".to_owned()
+            })?;
+            // The label is left out of the message like every stored value; the constraint
+            // SQLite names says a version of that label exists already.
+            tx.prepare_cached(INSERT_POLICY_VERSION)
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        row.version,
+                        row.published_at.as_millis(),
+                        purposes,
+                        row.source,
+                    ])
+                })
+                .context("publishing a policy version")?;
+            Ok(0)
+        }
     }
+}
+
+fn insert_consent(tx: &Transaction<'_>, row: &ConsentRow) -> Result<(), StoreError> {
+    let purposes = encode_list(&row.purposes, || {
+        format!("purposes of consent event {}", row.id)
+    })?;
+    let inserted = tx
+        .prepare_cached(INSERT_CONSENT)
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                row.id.as_bytes(),
+                row.subject.as_bytes(),
+                purposes,
+                row.kind.as_str(),
+                row.guardian.as_ref().map(SubjectId::as_bytes),
+                row.guardian_verified,
+                row.policy_version,
+                row.method,
+                row.at.as_millis(),
+                row.expires_at.map(Timestamp::as_millis),
+            ])
+        })
+        .with_context(|| format!("appending consent event {}", row.id))?;
+    if inserted == 0 {
+        return Err(StoreError::NotFound(format!(
+            "subject {} of consent event {}",
+            row.subject, row.id
+        )));
+    }
+    Ok(())
+}
+
+/// A list of policy keys as the JSON array its column holds.
+fn encode_list(list: &[String], what: impl FnOnce() -> String) -> Result<String, StoreError> {
+    serde_json::to_string(list).map_err(|_| StoreError::Backend(format!("encoding {}", what())))
+}
+
+/// A JSON array column back as a list.
+fn decode_list(text: &str, what: impl FnOnce() -> String) -> Result<Vec<String>, StoreError> {
+    // serde_json's message can quote the text it choked on; keep it out of the error.
+    serde_json::from_str(text)
+        .map_err(|_| StoreError::Corrupt(format!("{} are not a JSON array of strings", what())))
 }
 
 fn update_subject(
@@ -436,6 +628,24 @@ fn seq_from(seq: i64) -> Result<u64, StoreError> {
     u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("audit seq {seq} is negative")))
 }
 
+/// Runs a cached query and decodes every row with a decoder that can fail as a store error (the
+/// columns `rusqlite` cannot check alone: JSON lists, kinds).
+fn read_all<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    decode: impl Fn(&Row<'_>) -> Result<T, StoreError>,
+    context: impl Fn() -> String,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).with_context(&context)?;
+    let mut rows = stmt.query(params).with_context(&context)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().with_context(&context)? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
+}
+
 fn query_one<T>(
     conn: &Connection,
     sql: &str,
@@ -489,6 +699,60 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<RecordRow> {
         rule: row.get(7)?,
         expires_at: optional_timestamp(row, 8)?,
         statutory: row.get(9)?,
+    })
+}
+
+fn consent_from_row(row: &Row<'_>) -> Result<ConsentRow, StoreError> {
+    let id = ConsentId::from_bytes(row.get(0).context("reading a consent event id")?);
+    let read = |what: &str| format!("reading {what} of consent event {id}");
+    let purposes: String = row.get(2).with_context(|| read("purposes"))?;
+    let kind: String = row.get(3).with_context(|| read("kind"))?;
+    // The stored text is not echoed: a damaged or tampered file could hold anything there.
+    let kind = ConsentEventKind::parse(&kind)
+        .ok_or_else(|| StoreError::Corrupt(format!("consent event {id} has an unknown kind")))?;
+    Ok(ConsentRow {
+        id,
+        subject: SubjectId::from_bytes(row.get(1).with_context(|| read("subject"))?),
+        purposes: decode_list(&purposes, || format!("purposes of consent event {id}"))?,
+        kind,
+        guardian: row
+            .get::<_, Option<[u8; 16]>>(4)
+            .with_context(|| read("guardian"))?
+            .map(SubjectId::from_bytes),
+        guardian_verified: row.get(5).with_context(|| read("guardian_verified"))?,
+        policy_version: row.get(6).with_context(|| read("policy_version"))?,
+        method: row.get(7).with_context(|| read("method"))?,
+        at: timestamp(row, 8).with_context(|| read("at"))?,
+        expires_at: optional_timestamp(row, 9).with_context(|| read("expires_at"))?,
+    })
+}
+
+fn api_key_from_row(row: &Row<'_>) -> Result<ApiKeyRow, StoreError> {
+    let id = ApiKeyId::from_bytes(row.get(0).context("reading an API key id")?);
+    let read = |what: &str| format!("reading {what} of API key {id}");
+    let purposes: String = row.get(4).with_context(|| read("purposes"))?;
+    Ok(ApiKeyRow {
+        id,
+        name: row.get(1).with_context(|| read("name"))?,
+        secret_hash: row.get(2).with_context(|| read("secret_hash"))?,
+        admin: row.get(3).with_context(|| read("admin"))?,
+        purposes: decode_list(&purposes, || format!("purposes of API key {id}"))?,
+        created_at: timestamp(row, 5).with_context(|| read("created_at"))?,
+        revoked_at: optional_timestamp(row, 6).with_context(|| read("revoked_at"))?,
+    })
+}
+
+fn policy_version_from_row(row: &Row<'_>) -> Result<PolicyVersionRow, StoreError> {
+    // Rows are named by column only: the version label is a stored value.
+    let read = |what: &str| format!("reading {what} of a policy version");
+    let purposes: String = row.get(2).with_context(|| read("fresh_consent_purposes"))?;
+    Ok(PolicyVersionRow {
+        version: row.get(0).with_context(|| read("version"))?,
+        published_at: timestamp(row, 1).with_context(|| read("published_at"))?,
+        fresh_consent_purposes: decode_list(&purposes, || {
+            "fresh-consent purposes of a policy version".to_owned()
+        })?,
+        source: row.get(3).with_context(|| read("source"))?,
     })
 }
 

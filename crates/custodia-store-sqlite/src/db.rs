@@ -21,7 +21,7 @@ use crate::schema::{self, Schema};
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Idle read connections kept open; more are opened on demand and closed after use.
-const MAX_IDLE_READERS: usize = 4;
+const MAX_IDLE_READERS: usize = 32;
 
 /// Enough for every distinct statement a store prepares, so none is ever recompiled.
 const STATEMENT_CACHE: usize = 64;

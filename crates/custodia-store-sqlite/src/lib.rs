@@ -5,7 +5,8 @@
 //! a key hierarchy in tiers of custody: the root key (never stored here) wraps the epoch keys,
 //! which wrap the per-subject data keys, which seal the data.
 //!
-//! - `data.db`: subjects, encrypted records and the audit chain ([`SqliteDataStore`]);
+//! - `data.db`: subjects, encrypted records, the consent ledger, API keys (hashed), published
+//!   policy versions and the audit chain ([`SqliteDataStore`]);
 //! - `keys.db`: the root key's verifier, the KDF parameters and the wrapped data keys;
 //! - `keyring.db`: the wrapped epoch keys. With `keys.db` it makes up the key store
 //!   ([`SqliteKeyStore`]).
@@ -30,7 +31,9 @@
 //! commit), `secure_delete = ON` (deleted key material and ciphertext are overwritten, not left
 //! in free pages) and a busy timeout, so several handles and processes can share a directory.
 //! A file written by a newer build is refused with [`StoreError::SchemaTooNew`] before
-//! anything is written to it.
+//! anything is written to it; an older one is migrated when opened. Each file numbers its
+//! schema versions on its own (`data.db` is at [`custodia_store::SCHEMA_VERSION`], the key
+//! store files at 1).
 
 mod data;
 mod db;

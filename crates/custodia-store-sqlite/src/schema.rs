@@ -4,9 +4,15 @@
 //! `PRAGMA application_id` (set by its first migration), so a file written by a newer build, a
 //! data store opened as a key store and a foreign SQLite database are all refused before
 //! anything is written. Migrations are append-only: a released one is never edited, a change is
-//! a new one with the next number (and a bump of `custodia_store::SCHEMA_VERSION`).
+//! a new one with the next number.
+//!
+//! Each file numbers its versions on its own: `custodia_store::SCHEMA_VERSION` is the data
+//! store's latest (bumped with each of its migrations), while the key store and keyring stay at
+//! theirs until their own schemas change. A file is refused as too new when it is past the last
+//! migration this build has *for that file*, so a `keys.db` a later build took to version 2
+//! is refused even though the data store's version 2 is known here.
 
-use custodia_store::{SCHEMA_VERSION, StoreError};
+use custodia_store::StoreError;
 use rusqlite::{Connection, TransactionBehavior};
 
 use crate::error::Context;
@@ -39,10 +45,16 @@ pub(crate) static DATA: Schema = Schema {
     kind: "data store",
     // "CUSD"
     application_id: 0x4355_5344,
-    migrations: &[Migration {
-        version: 1,
-        sql: include_str!("../migrations/data/001_initial.sql"),
-    }],
+    migrations: &[
+        Migration {
+            version: 1,
+            sql: include_str!("../migrations/data/001_initial.sql"),
+        },
+        Migration {
+            version: 2,
+            sql: include_str!("../migrations/data/002_consent_keys_policies.sql"),
+        },
+    ],
 };
 
 /// `keys.db`: key store metadata and data keys.
@@ -69,6 +81,13 @@ pub(crate) static KEYRING: Schema = Schema {
     }],
 };
 
+impl Schema {
+    /// The version the file has once migrated, and the newest this build can read and write.
+    pub(crate) fn latest(&self) -> u32 {
+        self.migrations.last().map_or(0, |m| m.version)
+    }
+}
+
 /// The version stamped in the file.
 fn user_version(conn: &Connection, schema: &Schema) -> Result<u32, StoreError> {
     let version: i64 = conn
@@ -86,12 +105,6 @@ fn user_version(conn: &Connection, schema: &Schema) -> Result<u32, StoreError> {
 /// Custodia file of this kind. Reads only, so a refused file is left exactly as it was.
 pub(crate) fn check(conn: &Connection, schema: &Schema) -> Result<u32, StoreError> {
     let version = user_version(conn, schema)?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew {
-            found: version,
-            supported: SCHEMA_VERSION,
-        });
-    }
     let application_id: i32 = conn
         .pragma_query_value(None, "application_id", |row| row.get(0))
         .with_context(|| format!("reading the application id of {}", schema.label))?;
@@ -112,14 +125,23 @@ pub(crate) fn check(conn: &Connection, schema: &Schema) -> Result<u32, StoreErro
             schema.label, schema.kind
         )));
     }
+    // After the identity check: the files number their versions apart, so a swapped file can
+    // carry a version past this one's latest, and "not a Custodia key store" is what the
+    // operator needs to hear then, not "upgrade Custodia".
+    let supported = schema.latest();
+    if version > supported {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            supported,
+        });
+    }
     Ok(version)
 }
 
 /// Applies the migrations the file lacks, all in one transaction. `BEGIN IMMEDIATE` takes the
 /// write lock first, so two processes opening a new directory at once migrate it once.
 pub(crate) fn migrate(conn: &mut Connection, schema: &Schema) -> Result<(), StoreError> {
-    let latest = schema.migrations.last().map_or(0, |m| m.version);
-    if check(conn, schema)? >= latest {
+    if check(conn, schema)? >= schema.latest() {
         return Ok(());
     }
     let tx = conn
@@ -145,6 +167,8 @@ pub(crate) fn migrate(conn: &mut Connection, schema: &Schema) -> Result<(), Stor
 
 #[cfg(test)]
 mod tests {
+    use custodia_store::SCHEMA_VERSION;
+
     use super::*;
 
     #[test]

@@ -15,11 +15,12 @@
 use std::sync::Arc;
 
 use custodia_audit::{AuditEvent, EventKind};
-use custodia_core::{KeyId, RecordId, SubjectId, Timestamp};
+use custodia_core::{ApiKeyId, ConsentId, KeyId, RecordId, SubjectId, Timestamp};
 
 use crate::{
-    DataKeyKind, DataKeyRow, DataStore, EpochRow, KeyStore, KeyStoreMeta, Mutation, RecordRow,
-    StoreError, SubjectRow, SubjectUpdate, WriteBatch,
+    ApiKeyRow, ConsentEventKind, ConsentRow, DataKeyKind, DataKeyRow, DataStore, EpochRow,
+    KeyStore, KeyStoreMeta, Mutation, PolicyVersionRow, RecordRow, StoreError, SubjectRow,
+    SubjectUpdate, WriteBatch,
 };
 
 /// Opens another handle on the same databases.
@@ -88,6 +89,9 @@ macro_rules! conformance_tests {
             data_keys_round_trip_and_rewrap,
             epochs_are_destroyed_only_when_unused,
             destroyed_data_keys_are_gone,
+            consent_ledger_keeps_every_event_in_order,
+            api_keys_round_trip_and_revoke_once,
+            policy_versions_are_kept_in_order,
         );
     };
     (@cases $fresh:path; $($case:ident),+ $(,)?) => {
@@ -681,4 +685,212 @@ pub fn destroyed_data_keys_are_gone(h: Harness) {
     assert_eq!(h.keys.destroy_data_keys(&[rows[0].id]).unwrap(), 0);
     assert_eq!(h.keys.data_key(rows[0].id).unwrap(), None);
     assert_eq!(h.keys.data_keys_of(owner).unwrap(), vec![rows[1].clone()]);
+}
+
+fn consent(
+    subject: SubjectId,
+    kind: ConsentEventKind,
+    purposes: &[&str],
+    at_ms: i64,
+) -> ConsentRow {
+    ConsentRow {
+        id: ConsentId::random().unwrap(),
+        subject,
+        purposes: purposes.iter().map(|p| (*p).to_owned()).collect(),
+        kind,
+        guardian: None,
+        guardian_verified: false,
+        policy_version: "2025-06-01".to_owned(),
+        method: "app_dialog".to_owned(),
+        at: at(at_ms),
+        expires_at: None,
+    }
+}
+
+/// The ledger returns every event of a subject exactly, in append order, and nothing of others.
+pub fn consent_ledger_keeps_every_event_in_order(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let alice = subject_row(key, 1);
+    let guardian = subject_row(key, 2);
+    let mut events = vec![
+        consent(
+            alice.id,
+            ConsentEventKind::Given,
+            &["ai_transcription", "marketing"],
+            10,
+        ),
+        consent(alice.id, ConsentEventKind::Withdrawn, &["marketing"], 10),
+        consent(alice.id, ConsentEventKind::Restricted, &[], 5),
+        consent(alice.id, ConsentEventKind::Objected, &["analytics"], 30),
+    ];
+    events[0].guardian = Some(guardian.id);
+    events[0].guardian_verified = true;
+    events[0].expires_at = Some(at(99));
+    let mut mutations = vec![
+        Mutation::InsertSubject(alice.clone()),
+        Mutation::InsertSubject(guardian.clone()),
+    ];
+    mutations.extend(events.iter().cloned().map(Mutation::InsertConsent));
+    h.data
+        .commit(batch(
+            mutations,
+            vec![event(EventKind::ConsentRecorded, 10)],
+        ))
+        .unwrap();
+    let later = consent(alice.id, ConsentEventKind::Unrestricted, &[], 1);
+    h.data
+        .commit(batch(vec![Mutation::InsertConsent(later.clone())], vec![]))
+        .unwrap();
+    events.push(later);
+    assert_eq!(
+        h.data.consents_of(alice.id).unwrap(),
+        events,
+        "append order, not time order"
+    );
+    assert!(h.data.consents_of(guardian.id).unwrap().is_empty());
+    let err = h
+        .data
+        .commit(batch(
+            vec![Mutation::InsertConsent(events[0].clone())],
+            vec![],
+        ))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    // The ledger is evidence: it outlives the subject row (an erased subject's consents stay,
+    // under its pseudonymous id).
+    h.data
+        .commit(batch(vec![Mutation::DeleteSubject(guardian.id)], vec![]))
+        .unwrap();
+    h.data
+        .commit(batch(vec![Mutation::DeleteSubject(alice.id)], vec![]))
+        .unwrap();
+    assert_eq!(h.data.consents_of(alice.id).unwrap().len(), events.len());
+    let orphan = consent(
+        SubjectId::random().unwrap(),
+        ConsentEventKind::Given,
+        &["x"],
+        1,
+    );
+    let err = h
+        .data
+        .commit(batch(vec![Mutation::InsertConsent(orphan)], vec![]))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    for kind in [
+        "given",
+        "withdrawn",
+        "refused",
+        "expired",
+        "renewed",
+        "objected",
+        "restricted",
+        "unrestricted",
+    ] {
+        assert_eq!(ConsentEventKind::parse(kind).unwrap().as_str(), kind);
+    }
+}
+
+/// API keys come back exactly; revoking is idempotent and keeps the first time.
+pub fn api_keys_round_trip_and_revoke_once(h: Harness) {
+    let service = ApiKeyRow {
+        id: ApiKeyId::random().unwrap(),
+        name: "transcription-worker".to_owned(),
+        secret_hash: [3; 32],
+        admin: false,
+        purposes: vec!["ai_transcription".to_owned(), "crash_reporting".to_owned()],
+        created_at: at(1),
+        revoked_at: None,
+    };
+    let admin = ApiKeyRow {
+        id: ApiKeyId::random().unwrap(),
+        name: "admin".to_owned(),
+        secret_hash: [4; 32],
+        admin: true,
+        purposes: Vec::new(),
+        created_at: at(2),
+        revoked_at: None,
+    };
+    h.data
+        .commit(batch(
+            vec![
+                Mutation::InsertApiKey(service.clone()),
+                Mutation::InsertApiKey(admin.clone()),
+            ],
+            vec![],
+        ))
+        .unwrap();
+    assert_eq!(h.data.api_key(service.id).unwrap(), Some(service.clone()));
+    assert_eq!(
+        h.data.api_keys().unwrap(),
+        vec![service.clone(), admin.clone()]
+    );
+    assert_eq!(h.data.api_key(ApiKeyId::random().unwrap()).unwrap(), None);
+    for when in [10, 20] {
+        h.data
+            .commit(batch(
+                vec![Mutation::RevokeApiKey {
+                    id: service.id,
+                    at: at(when),
+                }],
+                vec![],
+            ))
+            .unwrap();
+    }
+    assert_eq!(
+        h.data.api_key(service.id).unwrap().unwrap().revoked_at,
+        Some(at(10))
+    );
+    let err = h
+        .data
+        .commit(batch(
+            vec![Mutation::RevokeApiKey {
+                id: ApiKeyId::random().unwrap(),
+                at: at(1),
+            }],
+            vec![],
+        ))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let err = h
+        .data
+        .commit(batch(vec![Mutation::InsertApiKey(admin)], vec![]))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+}
+
+/// Published policy versions come back exactly, oldest first; a label is published once.
+pub fn policy_versions_are_kept_in_order(h: Harness) {
+    let first = PolicyVersionRow {
+        version: "2025-06-01".to_owned(),
+        source: "version = \"2025-06-01\"\n# ünïcödé\n".to_owned(),
+        published_at: at(1),
+        fresh_consent_purposes: Vec::new(),
+    };
+    let second = PolicyVersionRow {
+        version: "2025-09-01".to_owned(),
+        source: "version = \"2025-09-01\"\n".to_owned(),
+        published_at: at(2),
+        fresh_consent_purposes: vec!["ai_transcription".to_owned(), "train_models".to_owned()],
+    };
+    h.data
+        .commit(batch(
+            vec![Mutation::InsertPolicyVersion(first.clone())],
+            vec![],
+        ))
+        .unwrap();
+    h.data
+        .commit(batch(
+            vec![Mutation::InsertPolicyVersion(second.clone())],
+            vec![],
+        ))
+        .unwrap();
+    assert_eq!(
+        h.data.policy_versions().unwrap(),
+        vec![first.clone(), second]
+    );
+    let err = h
+        .data
+        .commit(batch(vec![Mutation::InsertPolicyVersion(first)], vec![]))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
 }

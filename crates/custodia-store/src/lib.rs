@@ -23,11 +23,12 @@ pub use rows::{
 };
 
 use custodia_audit::{Anchor, AuditEntry};
-use custodia_core::{KeyId, RecordId, SubjectId, Timestamp};
+use custodia_core::{ApiKeyId, KeyId, RecordId, SubjectId, Timestamp};
 
-/// The schema version this build writes. A store at a newer version is refused
-/// ([`StoreError::SchemaTooNew`]) rather than misread.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The data store's schema version this build writes (backends number the key store's and the
+/// keyring's schemas separately, each by its own migrations). A store at a newer version than a
+/// build knows is refused ([`StoreError::SchemaTooNew`]) rather than misread.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Subjects, encrypted records and the audit chain.
 pub trait DataStore: Send + Sync + std::fmt::Debug {
@@ -66,6 +67,18 @@ pub trait DataStore: Send + Sync + std::fmt::Debug {
 
     /// How many records the store holds (all subjects).
     fn count_records(&self) -> Result<u64, StoreError>;
+
+    /// A subject's consent ledger, in the order the events were appended.
+    fn consents_of(&self, subject: SubjectId) -> Result<Vec<ConsentRow>, StoreError>;
+
+    /// An API key by id.
+    fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKeyRow>, StoreError>;
+
+    /// Every API key, oldest first.
+    fn api_keys(&self) -> Result<Vec<ApiKeyRow>, StoreError>;
+
+    /// Every published policy version, oldest first.
+    fn policy_versions(&self) -> Result<Vec<PolicyVersionRow>, StoreError>;
 
     /// The audit chain's head, `None` when empty.
     fn audit_head(&self) -> Result<Option<Anchor>, StoreError>;

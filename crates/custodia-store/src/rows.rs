@@ -101,6 +101,21 @@ pub enum Mutation {
     },
     /// Deletes a subject row (its records must be gone).
     DeleteSubject(SubjectId),
+    /// Appends an event to the consent ledger; conflicts with an existing id. The subject must
+    /// exist when the event is appended, but the ledger outlives it: deleting the subject row
+    /// keeps its events, as pseudonymous evidence of what was consented to.
+    InsertConsent(ConsentRow),
+    /// Stores a new API key; conflicts with an existing id.
+    InsertApiKey(ApiKeyRow),
+    /// Revokes an API key (idempotent: the first revocation time stays); the key must exist.
+    RevokeApiKey {
+        /// Which key.
+        id: ApiKeyId,
+        /// When.
+        at: Timestamp,
+    },
+    /// Records a published policy version; conflicts with an existing version label.
+    InsertPolicyVersion(PolicyVersionRow),
 }
 
 /// What a consent-ledger event says. The ledger is append-only: the gate reads the latest

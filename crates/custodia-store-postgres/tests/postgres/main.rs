@@ -24,11 +24,11 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use custodia_audit::{AuditEvent, EventKind};
-use custodia_core::{KeyId, SubjectId, Timestamp};
+use custodia_core::{ConsentId, KeyId, SubjectId, Timestamp};
 use custodia_store::conformance::Harness;
 use custodia_store::{
-    DataKeyKind, DataKeyRow, DataStore, EpochRow, KeyStore, KeyStoreMeta, SCHEMA_VERSION,
-    StoreError, WriteBatch,
+    ConsentEventKind, ConsentRow, DataKeyKind, DataKeyRow, DataStore, EpochRow, KeyStore,
+    KeyStoreMeta, Mutation, PolicyVersionRow, SCHEMA_VERSION, StoreError, SubjectRow, WriteBatch,
 };
 use custodia_store_postgres::{PgDataStore, PgKeyStore, PoolOptions, PostgresStores};
 
@@ -177,14 +177,25 @@ fn version_rows(client: &mut postgres::Client, schema: &str) -> Vec<i32> {
         .collect()
 }
 
+/// The versions each schema has once migrated: the key schemas have had one migration so far.
+fn current_versions(suffix: &str) -> Vec<i32> {
+    let latest = if suffix == "data" { SCHEMA_VERSION } else { 1 };
+    (1..=i32::try_from(latest).unwrap()).collect()
+}
+
 #[test]
 fn a_schema_newer_than_this_build_is_refused_and_left_alone() {
     let url = database_or_skip!("a_schema_newer_than_this_build_is_refused_and_left_alone");
     let scratch = Scratch::new(&url);
     drop(scratch.connect().unwrap());
     let mut sql = scratch.sql();
-    let newer = i32::try_from(SCHEMA_VERSION + 1).unwrap();
-    for schema in ["data", "keys", "keyring"].map(|suffix| scratch.schema(suffix)) {
+    // One past what this build has for each schema: for the key schemas that is a version the
+    // data schema knows (2), which must not make a newer key schema look readable.
+    for suffix in ["data", "keys", "keyring"] {
+        let schema = scratch.schema(suffix);
+        let mut rows = current_versions(suffix);
+        let supported = u32::try_from(rows.len()).unwrap();
+        let newer = i32::try_from(supported + 1).unwrap();
         sql.execute(
             &format!("INSERT INTO \"{schema}\".schema_version (version) VALUES ($1)"),
             &[&newer],
@@ -192,15 +203,19 @@ fn a_schema_newer_than_this_build_is_refused_and_left_alone() {
         .unwrap();
         let err = scratch.connect().map(|_| ()).unwrap_err();
         match err {
-            StoreError::SchemaTooNew { found, supported } => {
-                assert_eq!(found, SCHEMA_VERSION + 1);
-                assert_eq!(supported, SCHEMA_VERSION);
+            StoreError::SchemaTooNew {
+                found,
+                supported: s,
+            } => {
+                assert_eq!(found, supported + 1, "{schema}");
+                assert_eq!(s, supported, "{schema}");
             }
             other => panic!("expected SchemaTooNew for {schema}, got {other:?}"),
         }
         assert_eq!(err_code_of(&scratch), "store.schema_too_new");
         // Refused before anything was written: the version rows are as they were.
-        assert_eq!(version_rows(&mut sql, &schema), vec![1, newer]);
+        rows.push(newer);
+        assert_eq!(version_rows(&mut sql, &schema), rows);
         sql.execute(
             &format!("DELETE FROM \"{schema}\".schema_version WHERE version = $1"),
             &[&newer],
@@ -269,7 +284,10 @@ fn instances_starting_together_migrate_once() {
     }
     let mut sql = scratch.sql();
     for suffix in ["data", "keys", "keyring"] {
-        assert_eq!(version_rows(&mut sql, &scratch.schema(suffix)), vec![1]);
+        assert_eq!(
+            version_rows(&mut sql, &scratch.schema(suffix)),
+            current_versions(suffix)
+        );
     }
 }
 
@@ -308,8 +326,11 @@ fn connect_split_puts_each_store_in_its_own_schema() {
     assert_eq!(
         names,
         vec![
+            format!("{ns}_data.api_keys"),
             format!("{ns}_data.audit"),
             format!("{ns}_data.audit_head"),
+            format!("{ns}_data.consent_events"),
+            format!("{ns}_data.policy_versions"),
             format!("{ns}_data.records"),
             format!("{ns}_data.schema_version"),
             format!("{ns}_data.subjects"),
@@ -477,6 +498,163 @@ fn the_audit_table_refuses_updates_and_deletes() {
         assert!(message.contains("append-only"), "{statement}: {err:?}");
     }
     assert_eq!(data.audit_entries(1, 10).unwrap().len(), 2);
+}
+
+fn consent(subject: SubjectId, kind: ConsentEventKind) -> ConsentRow {
+    ConsentRow {
+        id: ConsentId::random().unwrap(),
+        subject,
+        purposes: vec!["marketing".to_owned()],
+        kind,
+        guardian: None,
+        guardian_verified: false,
+        policy_version: "v1".to_owned(),
+        method: "app_dialog".to_owned(),
+        at: Timestamp::from_millis(2),
+        expires_at: None,
+    }
+}
+
+fn subject_row() -> SubjectRow {
+    SubjectRow {
+        id: SubjectId::random().unwrap(),
+        lookup: [0x3C; 32],
+        profile: vec![1, 2, 3],
+        key: KeyId::random().unwrap(),
+        created_at: Timestamp::from_millis(1),
+        last_active_at: Timestamp::from_millis(1),
+        closed_at: None,
+        erased_at: None,
+    }
+}
+
+#[test]
+fn the_consent_ledger_and_published_policies_refuse_updates_and_deletes() {
+    let url =
+        database_or_skip!("the_consent_ledger_and_published_policies_refuse_updates_and_deletes");
+    let scratch = Scratch::new(&url);
+    let (data, _keys) = PostgresStores::connect(&url, &scratch.namespace).unwrap();
+    let owner = subject_row();
+    let policy = PolicyVersionRow {
+        version: "LABEL-SECRET".to_owned(),
+        source: "SOURCE-SECRET".to_owned(),
+        published_at: Timestamp::from_millis(1),
+        fresh_consent_purposes: vec![],
+    };
+    data.commit(WriteBatch {
+        mutations: vec![
+            Mutation::InsertSubject(owner.clone()),
+            Mutation::InsertConsent(consent(owner.id, ConsentEventKind::Given)),
+            Mutation::InsertPolicyVersion(policy.clone()),
+        ],
+        audit: vec![],
+    })
+    .unwrap();
+    let mut sql = scratch.sql();
+    for (table, column) in [("consent_events", "at"), ("policy_versions", "source")] {
+        let table = format!("\"{}_data\".{table}", scratch.namespace);
+        for statement in [
+            format!("UPDATE {table} SET {column} = {column}"),
+            format!("DELETE FROM {table}"),
+            format!("TRUNCATE {table}"),
+        ] {
+            let err = sql.batch_execute(&statement).unwrap_err();
+            let message = err
+                .as_db_error()
+                .map(|db| db.message().to_owned())
+                .unwrap_or_default();
+            assert!(message.contains("append-only"), "{statement}: {err:?}");
+        }
+    }
+    assert_eq!(data.consents_of(owner.id).unwrap().len(), 1);
+    // A second publication of the label conflicts without quoting it.
+    let err = data
+        .commit(WriteBatch {
+            mutations: vec![Mutation::InsertPolicyVersion(policy)],
+            audit: vec![],
+        })
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(!err.to_string().contains("SECRET"), "{err}");
+}
+
+/// A data schema left by the build before the consent ledger (version 1) is brought to the
+/// current version by the next connect, keeping what it held.
+#[test]
+fn a_version_1_data_schema_is_migrated_on_connect() {
+    let url = database_or_skip!("a_version_1_data_schema_is_migrated_on_connect");
+    let scratch = Scratch::new(&url);
+    drop(scratch.connect().unwrap());
+    let schema = scratch.schema("data");
+    let owner = subject_row();
+    {
+        // What that build's migration did: the schema, its version table, migration 001 and
+        // its version row, in one transaction.
+        let mut sql = scratch.sql();
+        let mut tx = sql.transaction().unwrap();
+        tx.batch_execute(&format!(
+            "DROP SCHEMA \"{schema}\" CASCADE;
+             CREATE SCHEMA \"{schema}\";
+             CREATE TABLE \"{schema}\".schema_version (
+                 version    INTEGER     NOT NULL PRIMARY KEY CHECK (version >= 1),
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+             );
+             SET LOCAL search_path TO \"{schema}\";"
+        ))
+        .unwrap();
+        tx.batch_execute(include_str!("../../migrations/data/001_initial.sql"))
+            .unwrap();
+        tx.batch_execute("INSERT INTO schema_version (version) VALUES (1)")
+            .unwrap();
+        let (id, lookup, key): (&[u8], &[u8], &[u8]) =
+            (owner.id.as_bytes(), &owner.lookup, owner.key.as_bytes());
+        tx.execute(
+            "INSERT INTO subjects (id, lookup, profile, key, created_at, last_active_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &id,
+                &lookup,
+                &owner.profile,
+                &key,
+                &owner.created_at.as_millis(),
+                &owner.last_active_at.as_millis(),
+            ],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        assert_eq!(
+            tables_of(&mut sql, &schema),
+            [
+                "audit",
+                "audit_head",
+                "records",
+                "schema_version",
+                "subjects"
+            ]
+        );
+    }
+
+    let (data, _keys) = scratch.connect().unwrap();
+    assert_eq!(
+        version_rows(&mut scratch.sql(), &schema),
+        current_versions("data")
+    );
+    assert_eq!(data.subject(owner.id).unwrap(), Some(owner.clone()));
+    let given = consent(owner.id, ConsentEventKind::Given);
+    data.commit(WriteBatch {
+        mutations: vec![Mutation::InsertConsent(given.clone())],
+        audit: vec![AuditEvent::new(EventKind::ConsentRecorded, 2)],
+    })
+    .unwrap();
+    drop(data);
+
+    // Connected again, it is current and migrates nothing more.
+    let (data, _keys) = scratch.connect().unwrap();
+    assert_eq!(data.consents_of(owner.id).unwrap(), [given]);
+    assert_eq!(
+        version_rows(&mut scratch.sql(), &schema),
+        current_versions("data")
+    );
 }
 
 #[test]

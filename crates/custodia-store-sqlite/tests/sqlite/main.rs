@@ -13,11 +13,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use custodia_audit::{AuditEvent, EventKind};
-use custodia_core::{KeyId, RecordId, SubjectId, Timestamp};
+use custodia_core::{ApiKeyId, ConsentId, KeyId, RecordId, SubjectId, Timestamp};
 use custodia_store::conformance::{Harness, Reopen};
 use custodia_store::{
-    DataKeyKind, DataKeyRow, DataStore, EpochRow, KeyStore, KeyStoreMeta, Mutation, RecordRow,
-    SCHEMA_VERSION, StoreError, SubjectRow, WriteBatch,
+    ApiKeyRow, ConsentEventKind, ConsentRow, DataKeyKind, DataKeyRow, DataStore, EpochRow,
+    KeyStore, KeyStoreMeta, Mutation, PolicyVersionRow, RecordRow, SCHEMA_VERSION, StoreError,
+    SubjectRow, WriteBatch,
 };
 use custodia_store_sqlite::{DATA_FILE, KEYRING_FILE, KEYS_FILE, SqliteStores};
 use tempfile::TempDir;
@@ -38,6 +39,9 @@ fn fresh() -> Harness {
 }
 
 custodia_store::conformance_tests!(fresh);
+
+/// The schema version of `keys.db` and `keyring.db`, which have had one migration so far.
+const KEYS_VERSION: u32 = 1;
 
 fn at(millis: i64) -> Timestamp {
     Timestamp::from_millis(millis)
@@ -152,8 +156,14 @@ fn pragmas_are_in_force_on_every_file() {
             "{}",
             settings.busy_timeout_ms
         );
-        assert_eq!(settings.schema_version, SCHEMA_VERSION);
     }
+    // Each file counts its own versions: the key store's schema has not changed since 1.
+    assert_eq!(data.settings().unwrap().schema_version, SCHEMA_VERSION);
+    assert_eq!(keys.settings().unwrap().schema_version, KEYS_VERSION);
+    assert_eq!(
+        keys.keyring_settings().unwrap().schema_version,
+        KEYS_VERSION
+    );
 }
 
 #[test]
@@ -175,7 +185,17 @@ fn data_and_keys_live_in_separate_files() {
     }
     let data_path = dir.path().join(DATA_FILE);
     let keys_path = dir.path().join(KEYS_FILE);
-    assert_eq!(tables(&data_path), ["audit", "records", "subjects"]);
+    assert_eq!(
+        tables(&data_path),
+        [
+            "api_keys",
+            "audit",
+            "consent_events",
+            "policy_versions",
+            "records",
+            "subjects"
+        ]
+    );
     assert_eq!(tables(&keys_path), ["data_keys", "meta"]);
     let data_bytes = file_bytes(&data_path);
     let keys_bytes = file_bytes(&keys_path);
@@ -235,11 +255,17 @@ fn destroyed_keys_and_deleted_records_leave_no_bytes_behind() {
 
 #[test]
 fn a_newer_schema_is_refused_and_left_untouched() {
-    for file in [DATA_FILE, KEYS_FILE, KEYRING_FILE] {
+    // One past what this build has for each file: for the key store files that is a version
+    // the data store knows (2), which must not make a newer key store look readable.
+    for (file, supported) in [
+        (DATA_FILE, SCHEMA_VERSION),
+        (KEYS_FILE, KEYS_VERSION),
+        (KEYRING_FILE, KEYS_VERSION),
+    ] {
         let dir = new_dir();
         drop(SqliteStores::open(dir.path()).unwrap());
         let path = dir.path().join(file);
-        let newer = SCHEMA_VERSION + 1;
+        let newer = supported + 1;
         raw(&path)
             .pragma_update(None, "user_version", newer)
             .unwrap();
@@ -247,8 +273,8 @@ fn a_newer_schema_is_refused_and_left_untouched() {
 
         let err = SqliteStores::open(dir.path()).unwrap_err();
         assert!(
-            matches!(err, StoreError::SchemaTooNew { found, supported }
-                if found == newer && supported == SCHEMA_VERSION),
+            matches!(err, StoreError::SchemaTooNew { found, supported: s }
+                if found == newer && s == supported),
             "{file}: {err:?}"
         );
         assert_eq!(err.code(), "store.schema_too_new");
@@ -259,6 +285,168 @@ fn a_newer_schema_is_refused_and_left_untouched() {
         );
         assert_eq!(std::fs::read(&path).unwrap(), before, "{file} was modified");
     }
+}
+
+/// A `data.db` left by the build before the consent ledger (schema version 1) is brought to the
+/// current version when the directory is next opened, keeping what it held.
+#[test]
+fn a_version_1_data_store_is_migrated_on_open() {
+    let dir = new_dir();
+    drop(SqliteStores::open(dir.path()).unwrap());
+    let data_path = dir.path().join(DATA_FILE);
+    remove_db(&data_path);
+    let owner = subject(vec![7; 16]);
+    {
+        // What that build's migration did: migration 001 and the version stamp, in one
+        // transaction, on a WAL file.
+        let mut conn = raw(&data_path);
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        let tx = conn.transaction().unwrap();
+        tx.execute_batch(include_str!("../../migrations/data/001_initial.sql"))
+            .unwrap();
+        tx.pragma_update(None, "user_version", 1).unwrap();
+        tx.execute(
+            "INSERT INTO subjects (id, lookup, profile, key, created_at, last_active_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            rusqlite::params![
+                owner.id.as_bytes(),
+                owner.lookup,
+                owner.profile,
+                owner.key.as_bytes(),
+                owner.created_at.as_millis(),
+                owner.last_active_at.as_millis(),
+            ],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    assert_eq!(tables(&data_path), ["audit", "records", "subjects"]);
+
+    let (data, _keys) = SqliteStores::open_existing(dir.path()).unwrap();
+    assert_eq!(data.settings().unwrap().schema_version, SCHEMA_VERSION);
+    assert_eq!(data.subject(owner.id).unwrap(), Some(owner.clone()));
+    let given = ConsentRow {
+        id: ConsentId::random().unwrap(),
+        subject: owner.id,
+        purposes: vec!["marketing".to_owned()],
+        kind: ConsentEventKind::Given,
+        guardian: None,
+        guardian_verified: false,
+        policy_version: "v1".to_owned(),
+        method: "app_dialog".to_owned(),
+        at: at(2),
+        expires_at: None,
+    };
+    data.commit(WriteBatch {
+        mutations: vec![Mutation::InsertConsent(given.clone())],
+        audit: vec![AuditEvent::new(EventKind::ConsentRecorded, 2)],
+    })
+    .unwrap();
+    drop(data);
+
+    // Opened again, it is current and migrates nothing more.
+    let (data, _keys) = SqliteStores::open_existing(dir.path()).unwrap();
+    assert_eq!(data.consents_of(owner.id).unwrap(), [given]);
+    assert_eq!(data.settings().unwrap().schema_version, SCHEMA_VERSION);
+}
+
+#[test]
+fn the_consent_ledger_and_published_policies_refuse_updates_and_deletes() {
+    let dir = new_dir();
+    let (data, _keys) = SqliteStores::open(dir.path()).unwrap();
+    let owner = subject(vec![1]);
+    let event = ConsentRow {
+        id: ConsentId::random().unwrap(),
+        subject: owner.id,
+        purposes: vec![],
+        kind: ConsentEventKind::Restricted,
+        guardian: None,
+        guardian_verified: false,
+        policy_version: "v1".to_owned(),
+        method: "web_form".to_owned(),
+        at: at(1),
+        expires_at: None,
+    };
+    let policy = PolicyVersionRow {
+        version: "v1".to_owned(),
+        source: "version = \"v1\"\n".to_owned(),
+        published_at: at(1),
+        fresh_consent_purposes: vec![],
+    };
+    data.commit(WriteBatch {
+        mutations: vec![
+            Mutation::InsertSubject(owner),
+            Mutation::InsertConsent(event),
+            Mutation::InsertPolicyVersion(policy),
+        ],
+        audit: vec![],
+    })
+    .unwrap();
+    let conn = raw(&dir.path().join(DATA_FILE));
+    for sql in [
+        "UPDATE consent_events SET kind = 'given'",
+        "DELETE FROM consent_events",
+        "UPDATE policy_versions SET source = ''",
+        "DELETE FROM policy_versions",
+    ] {
+        let err = conn.execute(sql, []).unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+}
+
+#[test]
+fn ledger_key_and_policy_errors_never_quote_values() {
+    let dir = new_dir();
+    let (data, _keys) = SqliteStores::open(dir.path()).unwrap();
+    let key = ApiKeyRow {
+        id: ApiKeyId::random().unwrap(),
+        name: "KEY-NAME-SECRET".to_owned(),
+        secret_hash: [0x5A; 32],
+        admin: false,
+        purposes: vec!["PURPOSE-SECRET".to_owned()],
+        created_at: at(1),
+        revoked_at: None,
+    };
+    let policy = PolicyVersionRow {
+        version: "LABEL-SECRET".to_owned(),
+        source: "SOURCE-SECRET".to_owned(),
+        published_at: at(1),
+        fresh_consent_purposes: vec![],
+    };
+    let insert = |mutation: Mutation| {
+        data.commit(WriteBatch {
+            mutations: vec![mutation],
+            audit: vec![],
+        })
+    };
+    insert(Mutation::InsertApiKey(key.clone())).unwrap();
+    insert(Mutation::InsertPolicyVersion(policy.clone())).unwrap();
+    let key_err = insert(Mutation::InsertApiKey(key.clone())).unwrap_err();
+    let policy_err = insert(Mutation::InsertPolicyVersion(policy)).unwrap_err();
+    for err in [&key_err, &policy_err] {
+        let message = err.to_string();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        assert!(
+            !message.contains("SECRET") && !message.to_lowercase().contains("5a5a"),
+            "{message}"
+        );
+    }
+    assert!(
+        key_err.to_string().contains(&key.id.to_string()),
+        "{key_err}"
+    );
+    assert!(
+        policy_err.to_string().contains("policy_versions.version"),
+        "{policy_err}"
+    );
+
+    // A damaged list is reported as corrupt, without its text.
+    raw(&dir.path().join(DATA_FILE))
+        .execute("UPDATE api_keys SET purposes = '\"LIST-SECRET'", [])
+        .unwrap();
+    let err = data.api_key(key.id).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    assert!(!err.to_string().contains("SECRET"), "{err}");
 }
 
 #[test]
