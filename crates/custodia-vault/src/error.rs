@@ -30,6 +30,9 @@ pub enum VaultError {
     /// The subject has been erased.
     #[error("subject {0} has been erased")]
     SubjectErased(SubjectId),
+    /// No such consent event for this subject.
+    #[error("consent event {0} not found for this subject")]
+    ConsentNotFound(custodia_core::ConsentId),
     /// No such record.
     #[error("record {0} not found")]
     RecordNotFound(RecordId),
@@ -50,6 +53,18 @@ pub enum VaultError {
         /// The rule.
         rule: String,
     },
+    /// A policy file with findings cannot be put in force.
+    #[error("the policy has {} finding(s); run `custodia policy check`", findings.len())]
+    PolicyNotClean {
+        /// The findings, as `line:column: code: message`.
+        findings: Vec<String>,
+    },
+    /// A version label already published with other content, or published twice.
+    #[error("policy version `{0}` is already published; give the new file a new version")]
+    PolicyConflict(String),
+    /// The API key is unknown, malformed, revoked, or its secret does not match.
+    #[error("invalid or revoked API key")]
+    Unauthorized,
     /// A cryptographic failure (wrong root key, tampered ciphertext...).
     #[error(transparent)]
     Crypto(#[from] CryptoError),
@@ -72,9 +87,13 @@ impl VaultError {
             Self::SubjectExists => "vault.subject_exists",
             Self::SubjectErased(_) => "vault.subject_erased",
             Self::RecordNotFound(_) => "vault.record_not_found",
+            Self::ConsentNotFound(_) => "consent.not_found",
             Self::KeyDestroyed(_) => "vault.key_destroyed",
             Self::Invalid { .. } => "vault.invalid",
             Self::Expiry { .. } => "vault.expiry",
+            Self::PolicyNotClean { .. } => "policy.not_clean",
+            Self::PolicyConflict(_) => "policy.version_conflict",
+            Self::Unauthorized => "auth.invalid_key",
             Self::Crypto(err) => err.code(),
             Self::Store(err) => err.code(),
             Self::Audit(err) => err.code(),

@@ -10,6 +10,7 @@ use custodia_core::{Clock, KeyId, SubjectId};
 use custodia_crypto::{DataKey, EpochKey};
 use custodia_store::{DataKeyKind, DataKeyRow, DataStore, EpochRow, KeyStore, WriteBatch};
 
+use crate::batcher::AuditBatcher;
 use crate::error::VaultError;
 use crate::keyring::{KeyRing, RootKeySource};
 use crate::vault::{Progress, RotationReport, poisoned};
@@ -24,6 +25,7 @@ pub struct Keeper {
     pub(crate) keys: Arc<dyn KeyStore>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) ring: RwLock<KeyRing>,
+    pub(crate) decisions: AuditBatcher,
 }
 
 impl Keeper {
@@ -35,11 +37,13 @@ impl Keeper {
         root: &RootKeySource,
     ) -> Result<Self, VaultError> {
         let ring = KeyRing::open(keys.as_ref(), root, clock.as_ref())?;
+        let decisions = AuditBatcher::start(data.clone())?;
         Ok(Self {
             data,
             keys,
             clock,
             ring: RwLock::new(ring),
+            decisions,
         })
     }
 

@@ -5,23 +5,38 @@
 //! event.
 //!
 //! - [`vault`]: [`Vault`], subjects and records, erasure, key rotation, audit verification;
+//! - [`consent`]: the consent ledger and its receipts;
+//! - [`gate`]: subject facts, audited gate decisions, gated reads;
+//! - [`api_keys`]: admin and purpose-bound service keys, stored hashed;
 //! - [`keeper`]: [`Keeper`], the stores, keys and clock: epoch rotation, audit verification;
 //! - [`keyring`]: the root and epoch keys in memory, wrapping and unwrapping data keys;
 //! - [`retention`]: each record's expiry from the policy's rule, when it is written;
+//! - [`published`]: the policy in force, its published history and fresh-consent cutoffs;
+//! - [`receipt`]: consent receipts (ISO/IEC TS 27560 record, Kantara v1.1);
 //! - [`profile`]: a subject's sealed profile (external id, jurisdiction, age, guardian);
 //! - [`error`]: [`VaultError`] and its stable codes.
 
+pub mod api_keys;
+mod batcher;
+pub mod consent;
 pub mod error;
+pub mod gate;
 pub mod keeper;
 pub mod keyring;
 pub mod profile;
+pub mod published;
+pub mod receipt;
 pub mod retention;
 pub mod vault;
 
+pub use api_keys::IssuedKey;
+pub use consent::{NewConsent, ReceiptFormat};
 pub use error::VaultError;
+pub use gate::{Ask, Caller, Gated};
 pub use keeper::Keeper;
 pub use keyring::RootKeySource;
 pub use profile::{NewSubject, SubjectProfile};
+pub use published::{PolicyState, Published};
 pub use vault::{
     ErasureReport, NewRecord, Progress, RecordValue, RotationReport, Subject, Vault, WrittenRecord,
 };

@@ -3,11 +3,12 @@
 //! audit entries together or changes nothing.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use custodia_audit::EventKind;
 use custodia_core::{Clock, KeyId, RecordId, SubjectId, Timestamp};
 use custodia_crypto::{DataKey, FieldContext};
+use custodia_policy::CheckedPolicy;
 use custodia_policy::model::{LegalBasis, Policy, Trigger};
 use custodia_store::{
     DataKeyKind, DataKeyRow, DataStore, KeyStore, Mutation, RecordRow, SubjectRow, SubjectUpdate,
@@ -19,6 +20,7 @@ use crate::error::VaultError;
 use crate::keeper::Keeper;
 use crate::keyring::RootKeySource;
 use crate::profile::{NewSubject, SubjectProfile};
+use crate::published::{self, PolicyState, Published};
 use crate::retention::{self, Lifecycle};
 
 /// The category under which a subject's own profile is sealed.
@@ -118,11 +120,12 @@ pub struct ErasureReport {
     pub statutory_kept: usize,
 }
 
-/// The encrypted personal-data vault: a [`Keeper`] (stores, keys, clock, audit) under a policy.
+/// The encrypted personal-data vault: a [`Keeper`] (stores, keys, clock, audit) under the
+/// published policy in force.
 #[derive(Debug)]
 pub struct Vault {
-    core: Keeper,
-    policy: Arc<Policy>,
+    pub(crate) core: Keeper,
+    policy: RwLock<Arc<PolicyState>>,
 }
 
 /// The subject's data keys, unwrapped for one operation.
@@ -138,23 +141,75 @@ pub(crate) fn poisoned() -> VaultError {
 }
 
 impl Vault {
-    /// Opens the vault: initialises an empty key store or checks the root key against it.
+    /// Opens the vault: initialises an empty key store or checks the root key against it, and
+    /// brings the published policy history in line with `policy` (first start publishes it, a
+    /// new version is published with its diff, a file older than the version in force yields to
+    /// it). The policy must check clean.
     pub fn open(
         data: Arc<dyn DataStore>,
         keys: Arc<dyn KeyStore>,
-        policy: Arc<Policy>,
+        policy: CheckedPolicy,
         clock: Arc<dyn Clock>,
         root: &RootKeySource,
     ) -> Result<Self, VaultError> {
+        let core = Keeper::open(data, keys, clock, root)?;
+        let state = published::sync(&core, policy, "system")?;
         Ok(Self {
-            core: Keeper::open(data, keys, clock, root)?,
-            policy,
+            core,
+            policy: RwLock::new(Arc::new(state)),
         })
     }
 
     /// The policy in force.
-    pub fn policy(&self) -> &Policy {
-        &self.policy
+    pub fn policy(&self) -> Arc<Policy> {
+        self.state().policy.clone()
+    }
+
+    /// The policy in force with its source and gate index.
+    pub fn state(&self) -> Arc<PolicyState> {
+        // A poisoned lock still holds a complete state: the swap is a single assignment.
+        match self.policy.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set_state(&self, state: PolicyState) {
+        match self.policy.write() {
+            Ok(mut guard) => *guard = Arc::new(state),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(state),
+        }
+    }
+
+    /// Every published version, oldest first.
+    pub fn policy_history(&self) -> Result<Vec<custodia_store::PolicyVersionRow>, VaultError> {
+        Ok(self.core.data.policy_versions()?)
+    }
+
+    /// Publishes a new version from its TOML source: it must check clean and carry a new
+    /// version label. Consents for the purposes its material changes touch stop counting until
+    /// renewed. Takes effect at once.
+    pub fn publish_policy(&self, source: &str, actor: &str) -> Result<Published, VaultError> {
+        let checked = published::checked("submitted policy", source)?;
+        let history = self.core.data.policy_versions()?;
+        let (report, history) =
+            published::publish_into(&self.core, checked.clone(), &history, actor)?;
+        self.set_state(published::compile(checked, &history));
+        Ok(report)
+    }
+
+    /// Switches to the newest published version if another instance published one; returns
+    /// whether it changed.
+    pub fn reload_policy(&self) -> Result<bool, VaultError> {
+        let history = self.core.data.policy_versions()?;
+        let current = self.state();
+        let latest_changed = history
+            .last()
+            .is_some_and(|row| row.version != *current.policy.version.get_ref());
+        if latest_changed {
+            self.set_state(published::load_latest(&history)?);
+        }
+        Ok(latest_changed)
     }
 
     /// The clock.
@@ -283,6 +338,24 @@ impl Vault {
         })
     }
 
+    /// A subject with its decrypted profile, for a person or an operator to see: the read of
+    /// personal data is audited, like any other.
+    pub fn read_subject(&self, id: SubjectId, actor: &str) -> Result<Subject, VaultError> {
+        let subject = self.subject(id)?;
+        if subject.profile.is_some() {
+            self.core.data.commit(WriteBatch {
+                mutations: Vec::new(),
+                audit: vec![
+                    self.core
+                        .event(EventKind::RecordRead, actor)
+                        .with_subject(id.to_string())
+                        .with_category(PROFILE_CATEGORY),
+                ],
+            })?;
+        }
+        Ok(subject)
+    }
+
     /// The subject with this external id, if any.
     pub fn find_subject(&self, external_id: &str) -> Result<Option<SubjectId>, VaultError> {
         let lookup = self.core.lookup(external_id)?;
@@ -291,10 +364,11 @@ impl Vault {
 
     /// Checks that `purpose` exists and covers `category`, and that `category` is declared.
     fn check_use(&self, category: &str, purpose: &str) -> Result<(), VaultError> {
-        if self.policy.category(category).is_none() {
+        let state = self.state();
+        if state.policy.category(category).is_none() {
             return Err(VaultError::UnknownCategory(category.to_owned()));
         }
-        let declared = self
+        let declared = state
             .policy
             .purpose(purpose)
             .ok_or_else(|| VaultError::UnknownPurpose(purpose.to_owned()))?;
@@ -355,6 +429,7 @@ impl Vault {
         actor: &str,
     ) -> Result<Vec<WrittenRecord>, VaultError> {
         let now = self.core.clock.now();
+        let policy = self.policy();
         let mut subjects: HashMap<SubjectId, (SubjectRow, SubjectKeys)> = HashMap::new();
         let mut created_keys = Vec::new();
         let mut batch = WriteBatch::default();
@@ -365,7 +440,7 @@ impl Vault {
         > = std::collections::BTreeMap::new();
         for (subject_id, record) in items {
             self.check_use(record.category, record.purpose)?;
-            let governing = retention::rule_for(&self.policy, record.category)
+            let governing = retention::rule_for(&policy, record.category)
                 .ok_or_else(|| VaultError::UnknownCategory(record.category.to_owned()))?;
             let statutory = governing.rule.statutory;
             if !subjects.contains_key(subject_id) {
@@ -478,7 +553,7 @@ impl Vault {
             .subject(subject)?
             .ok_or(VaultError::SubjectNotFound(subject))?;
         let legal_obligation = self
-            .policy
+            .policy()
             .purpose(purpose)
             .is_some_and(|p| *p.basis.get_ref() == LegalBasis::LegalObligation);
         if row.erased_at.is_some() && !legal_obligation {
@@ -569,7 +644,8 @@ impl Vault {
         statutory_only: bool,
     ) -> Result<Vec<Mutation>, VaultError> {
         let mut mutations = Vec::new();
-        for (index, rule) in self.policy.retention.iter().enumerate() {
+        let policy = self.policy();
+        for (index, rule) in policy.retention.iter().enumerate() {
             if rule.after != Trigger::AccountClosed || (statutory_only && !rule.statutory) {
                 continue;
             }

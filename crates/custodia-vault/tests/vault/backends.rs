@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use custodia_core::{ManualClock, Timestamp};
-use custodia_policy::Policy;
 use custodia_store::{DataStore, KeyStore};
 use custodia_store_sqlite::SqliteStores;
 use custodia_vault::{RootKeySource, Vault};
@@ -14,12 +13,12 @@ use zeroize::Zeroizing;
 pub const ROOT_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 /// The policy the vault tests run under.
-pub fn policy() -> Arc<Policy> {
+pub fn policy() -> custodia_policy::CheckedPolicy {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../custodia-policy/tests/fixtures/clean.toml");
     let checked = custodia_policy::load(&path).unwrap();
     assert!(checked.is_clean(), "{:#?}", checked.findings);
-    Arc::new(checked.policy)
+    checked
 }
 
 /// A vault, its clock and its data directory.

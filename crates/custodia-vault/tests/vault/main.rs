@@ -10,6 +10,7 @@
 
 mod backends;
 mod canary;
+mod consent;
 mod erasure;
 mod records;
 mod rotation;

@@ -1,0 +1,161 @@
+//! API keys: admin keys, and service keys bound to the purposes they may act for. A key is
+//! shown once as a token `api_<id>.<secret>`; only the SHA-256 of the secret is stored, checked
+//! in constant time. Revocation takes effect at once: every call reads the key's row.
+
+use custodia_audit::EventKind;
+use custodia_core::ApiKeyId;
+use custodia_crypto::token;
+use custodia_store::{ApiKeyRow, Mutation, WriteBatch};
+use zeroize::Zeroizing;
+
+use crate::error::VaultError;
+use crate::gate::Caller;
+use crate::vault::Vault;
+
+/// A new key, with its token shown this once.
+#[derive(Debug)]
+pub struct IssuedKey {
+    /// The key's row (without anything secret).
+    pub key: ApiKeyRow,
+    /// The bearer token: `api_<32 hex>.<64 hex>`.
+    pub token: Zeroizing<String>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+        })
+        .collect()
+}
+
+impl Vault {
+    /// Creates a key. A service key must name at least one purpose of the policy in force; an
+    /// admin key names none.
+    pub fn create_api_key(
+        &self,
+        name: &str,
+        admin: bool,
+        purposes: &[String],
+        actor: &str,
+    ) -> Result<IssuedKey, VaultError> {
+        let invalid = |field, reason: &str| VaultError::Invalid {
+            field,
+            reason: reason.to_owned(),
+        };
+        let name_ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '));
+        if !name_ok {
+            return Err(invalid(
+                "name",
+                "1 to 64 letters, digits, spaces, '-', '_' or '.'",
+            ));
+        }
+        if admin && !purposes.is_empty() {
+            return Err(invalid(
+                "purposes",
+                "an admin key acts for every purpose; give none",
+            ));
+        }
+        if !admin && purposes.is_empty() {
+            return Err(invalid(
+                "purposes",
+                "a service key must be bound to at least one purpose",
+            ));
+        }
+        let policy = self.policy();
+        for purpose in purposes {
+            if policy.purpose(purpose).is_none() {
+                return Err(VaultError::UnknownPurpose(purpose.clone()));
+            }
+        }
+        let secret = Zeroizing::new(token::new_token_secret()?);
+        let id = ApiKeyId::random().map_err(|_| custodia_crypto::CryptoError::Rng)?;
+        let row = ApiKeyRow {
+            id,
+            name: name.to_owned(),
+            secret_hash: token::token_hash(secret.as_slice()),
+            admin,
+            purposes: purposes.to_vec(),
+            created_at: self.core.clock.now(),
+            revoked_at: None,
+        };
+        self.core.data.commit(WriteBatch {
+            mutations: vec![Mutation::InsertApiKey(row.clone())],
+            audit: vec![
+                self.core
+                    .event(EventKind::KeyCreated, actor)
+                    .with_record(id.to_string())
+                    .with_outcome(if admin {
+                        "admin_api_key"
+                    } else {
+                        "service_api_key"
+                    })
+                    .with_reasons(purposes.iter().cloned()),
+            ],
+        })?;
+        Ok(IssuedKey {
+            key: row,
+            token: Zeroizing::new(format!("{id}.{}", hex(secret.as_slice()))),
+        })
+    }
+
+    /// The caller a bearer token stands for. Unknown, malformed, revoked and wrong tokens are
+    /// all the same [`VaultError::Unauthorized`], so a probe learns nothing.
+    pub fn authenticate(&self, bearer: &str) -> Result<Caller, VaultError> {
+        let (id, secret) = bearer.split_once('.').ok_or(VaultError::Unauthorized)?;
+        let id: ApiKeyId = id.parse().map_err(|_| VaultError::Unauthorized)?;
+        let secret = Zeroizing::new(unhex(secret).ok_or(VaultError::Unauthorized)?);
+        if secret.len() != token::SECRET_LEN {
+            return Err(VaultError::Unauthorized);
+        }
+        let row = self
+            .core
+            .data
+            .api_key(id)?
+            .ok_or(VaultError::Unauthorized)?;
+        let matches = token::hashes_equal(&row.secret_hash, &token::token_hash(&secret));
+        if !matches || row.revoked_at.is_some() {
+            return Err(VaultError::Unauthorized);
+        }
+        Ok(Caller {
+            key: Some(row.id),
+            admin: row.admin,
+            purposes: row.purposes,
+        })
+    }
+
+    /// Revokes a key at once.
+    pub fn revoke_api_key(&self, id: ApiKeyId, actor: &str) -> Result<(), VaultError> {
+        self.core.data.commit(WriteBatch {
+            mutations: vec![Mutation::RevokeApiKey {
+                id,
+                at: self.core.clock.now(),
+            }],
+            audit: vec![
+                self.core
+                    .event(EventKind::KeyDestroyed, actor)
+                    .with_record(id.to_string())
+                    .with_outcome("api_key_revoked"),
+            ],
+        })?;
+        Ok(())
+    }
+
+    /// Every key, oldest first (hashes included; callers show only what they need).
+    pub fn api_keys(&self) -> Result<Vec<ApiKeyRow>, VaultError> {
+        Ok(self.core.data.api_keys()?)
+    }
+}

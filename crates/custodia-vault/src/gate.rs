@@ -1,0 +1,236 @@
+//! The gate inside the vault: a subject's facts (age from its sealed profile, erasure, its
+//! ledger), decisions for one or many questions, each audited with its reasons, and reads that
+//! pass the gate before any value is decrypted.
+
+use std::collections::HashMap;
+
+use custodia_audit::EventKind;
+use custodia_core::{ApiKeyId, SubjectId, Timestamp};
+use custodia_gate::{Decision, GateRequest, LedgerEntry, LedgerKind, SubjectFacts, age_on};
+use custodia_store::ConsentEventKind;
+
+use crate::error::VaultError;
+use crate::vault::{RecordValue, Vault};
+
+/// An authenticated caller: an API key with its rights.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The key's id, or `None` for the operator's own tools.
+    pub key: Option<ApiKeyId>,
+    /// Admin keys act for any purpose (every other gate rule still applies).
+    pub admin: bool,
+    /// The purposes a service key is bound to.
+    pub purposes: Vec<String>,
+}
+
+impl Caller {
+    /// The operator's own tools (CLI, benchmarks): admin rights, no key.
+    pub fn operator() -> Self {
+        Self {
+            key: None,
+            admin: true,
+            purposes: Vec::new(),
+        }
+    }
+
+    /// The actor recorded in audit entries: the key id, or `operator`.
+    pub fn actor(&self) -> String {
+        self.key
+            .map_or_else(|| "operator".to_owned(), |id| id.to_string())
+    }
+
+    fn gate(&self) -> custodia_gate::Caller<'_> {
+        if self.admin {
+            custodia_gate::Caller::Admin
+        } else {
+            custodia_gate::Caller::Service {
+                purposes: &self.purposes,
+            }
+        }
+    }
+}
+
+/// One question for the gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    /// Whose data.
+    pub subject: SubjectId,
+    /// For which purpose.
+    pub purpose: String,
+    /// Which categories.
+    pub categories: Vec<String>,
+}
+
+/// What a gated read returns.
+#[derive(Debug)]
+pub enum Gated<T> {
+    /// The gate allowed it.
+    Allowed {
+        /// The result.
+        value: T,
+        /// Why it was allowed.
+        decision: Decision,
+    },
+    /// The gate denied it; nothing was read.
+    Denied(Decision),
+}
+
+/// An age band's age for the gate: the youngest age of `A_B` bands, one less than `N` for
+/// `under_N`, 18 for `adult`; unknown bands say nothing.
+fn band_age(band: &str) -> Option<u8> {
+    if band == "adult" {
+        return Some(18);
+    }
+    if let Some(limit) = band.strip_prefix("under_") {
+        return limit.parse::<u8>().ok().map(|n| n.saturating_sub(1));
+    }
+    band.split('_').next().and_then(|low| low.parse().ok())
+}
+
+fn ledger_kind(kind: ConsentEventKind) -> LedgerKind {
+    match kind {
+        ConsentEventKind::Given => LedgerKind::Given,
+        ConsentEventKind::Renewed => LedgerKind::Renewed,
+        ConsentEventKind::Withdrawn => LedgerKind::Withdrawn,
+        ConsentEventKind::Refused => LedgerKind::Refused,
+        ConsentEventKind::Expired => LedgerKind::Expired,
+        ConsentEventKind::Objected => LedgerKind::Objected,
+        ConsentEventKind::Restricted => LedgerKind::Restricted,
+        ConsentEventKind::Unrestricted => LedgerKind::Unrestricted,
+    }
+}
+
+impl Vault {
+    /// What the gate knows about a subject now.
+    pub fn facts(&self, subject: SubjectId, now: Timestamp) -> Result<SubjectFacts, VaultError> {
+        let view = self.subject(subject)?;
+        let age = view.profile.as_ref().and_then(|profile| {
+            profile
+                .birth_date
+                .as_deref()
+                .and_then(|date| Timestamp::parse(date).ok())
+                .and_then(|birth| age_on(birth, now))
+                .or_else(|| profile.age_band.as_deref().and_then(band_age))
+        });
+        let ledger = self.core.data.consents_of(subject)?;
+        Ok(SubjectFacts::from_ledger(
+            ledger.iter().map(|event| LedgerEntry {
+                purposes: &event.purposes,
+                kind: ledger_kind(event.kind),
+                guardian: event.guardian.map(|_| event.guardian_verified),
+                at: event.at,
+                expires_at: event.expires_at,
+            }),
+            age,
+            view.erased_at.is_some(),
+        ))
+    }
+
+    /// Decides many questions at once, loading each subject's facts once, and audits every
+    /// decision, allow or deny, with its reasons. The audit entries are handed to the group-commit
+    /// writer and made durable within one disk sync (see [`crate::Vault::flush_audit`]); a
+    /// decision followed by a read ([`Vault::read_gated`]) waits for them instead.
+    pub fn decide_many(&self, asks: &[Ask], caller: &Caller) -> Result<Vec<Decision>, VaultError> {
+        self.decide_with(asks, caller, false)
+    }
+
+    /// Waits until every gate-decision audit entry handed over so far is durable.
+    pub fn flush_audit(&self) -> Result<(), VaultError> {
+        Ok(self.core.decisions.flush()?)
+    }
+
+    fn decide_with(
+        &self,
+        asks: &[Ask],
+        caller: &Caller,
+        durable: bool,
+    ) -> Result<Vec<Decision>, VaultError> {
+        let now = self.core.clock.now();
+        let state = self.state();
+        let mut facts: HashMap<SubjectId, SubjectFacts> = HashMap::new();
+        let mut decisions = Vec::with_capacity(asks.len());
+        let mut audit = Vec::with_capacity(asks.len());
+        let actor = caller.actor();
+        for ask in asks {
+            let subject_facts = match facts.entry(ask.subject) {
+                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    entry.insert(self.facts(ask.subject, now)?)
+                }
+            };
+            let categories: Vec<&str> = ask.categories.iter().map(String::as_str).collect();
+            let decision = custodia_gate::decide(
+                &state.index,
+                subject_facts,
+                &GateRequest {
+                    purpose: &ask.purpose,
+                    categories: &categories,
+                    caller: caller.gate(),
+                    now,
+                },
+            );
+            audit.push(
+                self.core
+                    .event(EventKind::Decision, &actor)
+                    .with_subject(ask.subject.to_string())
+                    .with_purpose(&ask.purpose)
+                    .with_category(ask.categories.join(","))
+                    .with_outcome(if decision.allowed { "allow" } else { "deny" })
+                    .with_reasons(decision.codes()),
+            );
+            decisions.push(decision);
+        }
+        // Group commit: concurrent decisions share one durable commit of their audit entries.
+        if durable {
+            self.core.decisions.append(audit)?;
+        } else {
+            self.core.decisions.append_deferred(audit)?;
+        }
+        Ok(decisions)
+    }
+
+    /// Decides one question; its audit entry is durable when this returns.
+    pub fn decide(&self, ask: &Ask, caller: &Caller) -> Result<Decision, VaultError> {
+        let mut decisions = self.decide_with(std::slice::from_ref(ask), caller, true)?;
+        decisions
+            .pop()
+            .ok_or(VaultError::SubjectNotFound(ask.subject))
+    }
+
+    /// Reads a subject's records of `category` for `purpose` if the gate allows it; a denial
+    /// decrypts nothing. Both the decision and the reads are audited.
+    pub fn read_gated(
+        &self,
+        subject: SubjectId,
+        category: &str,
+        purpose: &str,
+        caller: &Caller,
+    ) -> Result<Gated<Vec<RecordValue>>, VaultError> {
+        let decision = self.decide(
+            &Ask {
+                subject,
+                purpose: purpose.to_owned(),
+                categories: vec![category.to_owned()],
+            },
+            caller,
+        )?;
+        if !decision.allowed {
+            return Ok(Gated::Denied(decision));
+        }
+        let value = self.read_records(subject, category, purpose, &caller.actor())?;
+        Ok(Gated::Allowed { value, decision })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::band_age;
+
+    #[test]
+    fn age_bands_map_to_a_conservative_age() {
+        assert_eq!(band_age("under_13"), Some(12));
+        assert_eq!(band_age("13_17"), Some(13));
+        assert_eq!(band_age("adult"), Some(18));
+        assert_eq!(band_age("teen"), None);
+    }
+}
