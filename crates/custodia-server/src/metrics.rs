@@ -1,0 +1,219 @@
+//! [`Metrics`]: request counts by route template, method and status class, request latency
+//! histograms by route template, and gate decisions by outcome and denial reason, rendered in the
+//! Prometheus text exposition format. Labels are route templates, methods, status classes and
+//! stable reason codes: never an id or a value, so a scrape reveals nothing about anyone.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use custodia_gate::Decision;
+
+/// Upper bounds of the latency histogram's buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+#[derive(Debug, Default)]
+struct Latency {
+    /// Cumulative counts per bucket (each counts every sample at or below its bound).
+    buckets: [u64; BUCKETS.len()],
+    sum_seconds: f64,
+    count: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    requests: BTreeMap<(String, &'static str, &'static str), u64>,
+    latency: BTreeMap<String, Latency>,
+    decisions: BTreeMap<&'static str, u64>,
+    denials: BTreeMap<&'static str, u64>,
+}
+
+/// The server's counters. Clones share them.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// A method as a label: the standard ones by name, anything else as `OTHER`, so a client cannot
+/// grow the label set.
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+fn status_class(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Escapes a label value as the exposition format requires.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Counters stay meaningful after a panic elsewhere: each update is a few additions.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts one request. `route` is the matched route template (never the raw path).
+    pub fn observe_request(&self, route: &str, method: &str, status: StatusCode, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let mut inner = self.lock();
+        *inner
+            .requests
+            .entry((route.to_owned(), method_label(method), status_class(status)))
+            .or_default() += 1;
+        let latency = inner.latency.entry(route.to_owned()).or_default();
+        for (count, bound) in latency.buckets.iter_mut().zip(BUCKETS) {
+            if seconds <= bound {
+                *count += 1;
+            }
+        }
+        latency.sum_seconds += seconds;
+        latency.count += 1;
+    }
+
+    /// Counts gate decisions, with the reasons of each denial.
+    pub fn observe_decisions<'a>(&self, decisions: impl IntoIterator<Item = &'a Decision>) {
+        let mut inner = self.lock();
+        for decision in decisions {
+            let outcome = if decision.allowed { "allow" } else { "deny" };
+            *inner.decisions.entry(outcome).or_default() += 1;
+            if !decision.allowed {
+                for code in decision.codes() {
+                    *inner.denials.entry(code).or_default() += 1;
+                }
+            }
+        }
+    }
+
+    /// Everything, in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let inner = self.lock();
+        let mut out = String::new();
+        // Writing to a String cannot fail; the results are discarded for that reason.
+        let _ = writeln!(
+            out,
+            "# HELP custodia_http_requests_total HTTP requests by route template, method and status class."
+        );
+        let _ = writeln!(out, "# TYPE custodia_http_requests_total counter");
+        for ((route, method, class), count) in &inner.requests {
+            let _ = writeln!(
+                out,
+                "custodia_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{class}\"}} {count}",
+                label(route)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP custodia_http_request_duration_seconds HTTP request latency by route template."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE custodia_http_request_duration_seconds histogram"
+        );
+        for (route, latency) in &inner.latency {
+            let route = label(route);
+            for (count, bound) in latency.buckets.iter().zip(BUCKETS) {
+                let _ = writeln!(
+                    out,
+                    "custodia_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "custodia_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                latency.count
+            );
+            let _ = writeln!(
+                out,
+                "custodia_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                latency.sum_seconds
+            );
+            let _ = writeln!(
+                out,
+                "custodia_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                latency.count
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP custodia_gate_decisions_total Gate decisions made over HTTP, by outcome."
+        );
+        let _ = writeln!(out, "# TYPE custodia_gate_decisions_total counter");
+        for outcome in ["allow", "deny"] {
+            let count = inner.decisions.get(outcome).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "custodia_gate_decisions_total{{outcome=\"{outcome}\"}} {count}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP custodia_gate_denial_reasons_total Reasons given by denying gate decisions."
+        );
+        let _ = writeln!(out, "# TYPE custodia_gate_denial_reasons_total counter");
+        for (reason, count) in &inner.denials {
+            let _ = writeln!(
+                out,
+                "custodia_gate_denial_reasons_total{{reason=\"{reason}\"}} {count}"
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_cumulative_buckets() {
+        let metrics = Metrics::default();
+        let route = "/v1/subjects/{id}";
+        metrics.observe_request(route, "GET", StatusCode::OK, Duration::from_millis(3));
+        metrics.observe_request(
+            route,
+            "BREW",
+            StatusCode::NOT_FOUND,
+            Duration::from_secs(20),
+        );
+        let text = metrics.render();
+        assert!(text.contains(
+            "custodia_http_requests_total{route=\"/v1/subjects/{id}\",method=\"GET\",status=\"2xx\"} 1"
+        ));
+        assert!(text.contains("method=\"OTHER\",status=\"4xx\"} 1"));
+        assert!(text.contains("route=\"/v1/subjects/{id}\",le=\"0.005\"} 1"));
+        assert!(text.contains("route=\"/v1/subjects/{id}\",le=\"+Inf\"} 2"));
+        assert!(text.contains("custodia_gate_decisions_total{outcome=\"deny\"} 0"));
+    }
+
+    #[test]
+    fn escapes_label_values() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

@@ -1,0 +1,156 @@
+//! `POST /v1/decisions`: the gate alone, without touching any data, for one question or a batch
+//! of them. A batch is decided against one policy snapshot and audited in one commit.
+
+use axum::Json;
+use axum::extract::State;
+use custodia_core::SubjectId;
+use custodia_gate::Decision;
+use custodia_vault::Ask;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::ServerState;
+use crate::error::{ApiError, ErrorBody, blocking};
+use crate::extract::{ApiJson, Authenticated, decode_value};
+
+/// The most questions one batch may hold.
+pub const MAX_BATCH: usize = 1000;
+
+/// One question: may this subject's data of these categories be used for this purpose?
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Question {
+    /// Whose data.
+    #[schema(value_type = String, pattern = "^sub_[0-9a-fA-F]{32}$")]
+    pub subject: SubjectId,
+    /// For which purpose.
+    pub purpose: String,
+    /// Which categories.
+    #[schema(min_items = 1)]
+    pub categories: Vec<String>,
+}
+
+/// Several questions at once.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    /// The questions, answered in order.
+    #[schema(min_items = 1, max_items = 1000)]
+    pub requests: Vec<Question>,
+}
+
+/// One question, or a batch (a body with `requests`).
+#[derive(Debug, Clone, ToSchema)]
+#[serde(untagged)]
+pub enum DecisionRequest {
+    /// A batch.
+    Batch(Batch),
+    /// One question.
+    One(Question),
+}
+
+/// The gate's answer to one question.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DecisionView {
+    /// Allowed or not.
+    pub allowed: bool,
+    /// The denials, or the legal basis that allows it (`consent.missing`, `basis.contract`...).
+    pub reasons: Vec<String>,
+}
+
+/// The answers, in the order of the questions.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Decisions {
+    /// One answer per question.
+    pub decisions: Vec<DecisionView>,
+}
+
+impl DecisionRequest {
+    /// A body with `requests` is a batch; anything else is one question.
+    fn decode(body: Value) -> Result<Self, ApiError> {
+        if body.get("requests").is_some() {
+            decode_value(body).map(Self::Batch)
+        } else {
+            decode_value(body).map(Self::One)
+        }
+    }
+}
+
+impl From<&Decision> for DecisionView {
+    fn from(decision: &Decision) -> Self {
+        Self {
+            allowed: decision.allowed,
+            reasons: decision.codes().into_iter().map(str::to_owned).collect(),
+        }
+    }
+}
+
+fn check(index: Option<usize>, question: &Question) -> Result<(), ApiError> {
+    if question.categories.is_empty() {
+        let field = index.map_or_else(
+            || "categories".to_owned(),
+            |i| format!("requests[{i}].categories"),
+        );
+        return Err(ApiError::InvalidBody {
+            field,
+            reason: "name at least one category".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Asks the gate, for one question or a batch; every decision is audited.
+#[utoipa::path(
+    post,
+    path = "/v1/decisions",
+    operation_id = "decide",
+    tag = "decisions",
+    request_body = DecisionRequest,
+    responses(
+        (status = 200, description = "The decisions, in order", body = Decisions),
+        (status = 404, description = "A subject does not exist", body = ErrorBody),
+        (status = 422, description = "The body is invalid, or the batch too large (`request.batch_too_large`)", body = ErrorBody),
+    )
+)]
+pub async fn decide(
+    State(state): State<ServerState>,
+    Authenticated(caller): Authenticated,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<Decisions>, ApiError> {
+    let questions = match DecisionRequest::decode(body)? {
+        DecisionRequest::One(question) => {
+            check(None, &question)?;
+            vec![question]
+        }
+        DecisionRequest::Batch(batch) => {
+            if batch.requests.len() > MAX_BATCH {
+                return Err(ApiError::BatchTooLarge { limit: MAX_BATCH });
+            }
+            if batch.requests.is_empty() {
+                return Err(ApiError::InvalidBody {
+                    field: "requests".into(),
+                    reason: "name at least one question".into(),
+                });
+            }
+            for (index, question) in batch.requests.iter().enumerate() {
+                check(Some(index), question)?;
+            }
+            batch.requests
+        }
+    };
+    let asks: Vec<Ask> = questions
+        .into_iter()
+        .map(|q| Ask {
+            subject: q.subject,
+            purpose: q.purpose,
+            categories: q.categories,
+        })
+        .collect();
+    let vault = state.vault().clone();
+    let decisions = blocking(move || Ok(vault.decide_many(&asks, &caller)?)).await?;
+    state.metrics().observe_decisions(&decisions);
+    Ok(Json(Decisions {
+        decisions: decisions.iter().map(DecisionView::from).collect(),
+    }))
+}

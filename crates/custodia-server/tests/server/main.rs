@@ -1,0 +1,21 @@
+//! The server's one integration-test binary: the real server on port 0 over a fresh database
+//! (SQLite, and PostgreSQL too when `CUSTODIA_TEST_DATABASE_URL` is set), driven over HTTP with
+//! a moved clock.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod app;
+mod auth;
+mod bad_input;
+mod consents;
+mod gate;
+mod http;
+mod logs;
+mod policy;
+mod records;
+mod system;
