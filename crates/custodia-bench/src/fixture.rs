@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use custodia_core::{ManualClock, SubjectId, Timestamp};
-use custodia_policy::{CheckedPolicy, Policy, Source};
+use custodia_policy::{CheckedPolicy, Source};
 use custodia_store_sqlite::SqliteStores;
 use custodia_vault::{NewSubject, RootKeySource, Vault};
 use rusqlite::Connection;
@@ -38,7 +38,7 @@ pub struct BenchVault {
 ///
 /// # Errors
 /// [`BenchError::Other`] if it does not parse or is not clean (the fixture changed).
-pub fn policy() -> Result<Arc<Policy>, BenchError> {
+pub fn policy() -> Result<CheckedPolicy, BenchError> {
     let checked = CheckedPolicy::from_source(Source::new("clean.toml", POLICY))
         .map_err(|e| BenchError::Other(format!("bench policy: {e}")))?;
     if !checked.is_clean() {
@@ -47,7 +47,7 @@ pub fn policy() -> Result<Arc<Policy>, BenchError> {
             checked.findings.len()
         )));
     }
-    Ok(Arc::new(checked.policy))
+    Ok(checked)
 }
 
 /// Opens a new vault in `dir`, with a fresh root key file beside it.

@@ -18,6 +18,8 @@
 pub mod audit;
 pub mod field;
 pub mod fixture;
+pub mod gate;
+pub mod http;
 pub mod ingest;
 pub mod measure;
 pub mod report;
@@ -112,9 +114,46 @@ pub fn vault(options: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report
     Ok(Report::new("vault", figures))
 }
 
+/// Runs the gate benchmark: in-process decisions per second on one core.
+///
+/// # Errors
+/// [`BenchError`] if the example policy cannot be loaded.
+pub fn gate(options: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report, BenchError> {
+    let plan = measure::Plan::new(options.quick);
+    progress("gate_in_process: decide() on the DeepPiano policy against a purpose lookup");
+    let mut figures = vec![gate::run(&plan)?];
+    let work = match &options.work_dir {
+        Some(dir) => tempfile::Builder::new()
+            .prefix("custodia-bench-")
+            .tempdir_in(dir)?,
+        None => tempfile::Builder::new()
+            .prefix("custodia-bench-")
+            .tempdir()?,
+    };
+    figures.extend(http::run(work.path(), options.quick, progress)?);
+    work.close()?;
+    Ok(Report::new("gate", figures))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gate_bench_reports_decisions_per_second() {
+        let report = gate(
+            &Options {
+                quick: true,
+                work_dir: None,
+                only: None,
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+        let figure = &report.figures[0];
+        assert_eq!(figure.name, "gate_in_process");
+        assert!(figure.rate > 0.0 && figure.baseline_rate > 0.0 && figure.ratio.is_finite());
+    }
 
     #[test]
     fn only_selects_figures_by_prefix() {

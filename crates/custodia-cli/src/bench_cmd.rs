@@ -1,5 +1,5 @@
-//! `custodia bench vault [--json] [--quick]`: the vault's speed figures, each as a ratio to a raw
-//! baseline measured in the same run.
+//! `custodia bench vault|gate [--json] [--quick]`: speed figures, each beside a raw baseline
+//! measured in the same run.
 //!
 //! Progress goes to standard error, the report to standard output (a table, or JSON with
 //! `--json`). Exit 0 when the benchmark ran, even if a target is missed (the report says which),
@@ -27,26 +27,52 @@ pub enum BenchCommand {
         #[arg(long)]
         only: Option<String>,
     },
+    /// Gate decisions per second in process on the largest example policy.
+    Gate {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Shorter measurements, noisier.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 /// Runs a `bench` subcommand and returns the process exit code.
 pub fn run(command: BenchCommand) -> ExitCode {
     match command {
-        BenchCommand::Vault { json, quick, only } => vault(json, quick, only),
+        BenchCommand::Vault { json, quick, only } => report(
+            json,
+            &Options {
+                quick,
+                work_dir: None,
+                only,
+            },
+            custodia_bench::vault,
+        ),
+        BenchCommand::Gate { json, quick } => report(
+            json,
+            &Options {
+                quick,
+                work_dir: None,
+                only: None,
+            },
+            custodia_bench::gate,
+        ),
     }
 }
 
-fn vault(json: bool, quick: bool, only: Option<String>) -> ExitCode {
-    let options = Options {
-        quick,
-        work_dir: None,
-        only,
-    };
+type Bench = fn(
+    &Options,
+    &mut dyn FnMut(&str),
+) -> Result<custodia_bench::Report, custodia_bench::BenchError>;
+
+fn report(json: bool, options: &Options, bench: Bench) -> ExitCode {
     let mut progress = |line: &str| {
         // Progress is a courtesy: a closed stderr must not stop the benchmark.
         let _ = writeln!(std::io::stderr().lock(), "{line}");
     };
-    let report = match custodia_bench::vault(&options, &mut progress) {
+    let report = match bench(options, &mut progress) {
         Ok(report) => report,
         Err(err) => {
             let _ = writeln!(std::io::stderr().lock(), "error: {err}");

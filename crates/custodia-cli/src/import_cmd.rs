@@ -237,7 +237,7 @@ pub fn run(args: ImportArgs) -> ExitCode {
     let vault = match Vault::open(
         data,
         keys,
-        Arc::new(checked.policy),
+        checked,
         Arc::new(SystemClock),
         &args.stores.root_key(),
     ) {

@@ -3,11 +3,13 @@
 
 mod audit_cmd;
 mod bench_cmd;
+mod engine;
 mod import_cmd;
 mod keys_cmd;
 mod output;
 mod policy_cmd;
 mod progress;
+mod serve_cmd;
 mod stores;
 
 use std::process::ExitCode;
@@ -27,6 +29,8 @@ enum Command {
     /// Check, render and compare policy files.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// Serve the HTTP API (first start: data directory, root key, sample policy, admin key).
+    Serve(serve_cmd::ServeArgs),
     /// Load records into the vault from JSON lines.
     Import(import_cmd::ImportArgs),
     /// Rotate and destroy epoch keys.
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Policy(command) => policy_cmd::run(command),
+        Command::Serve(args) => serve_cmd::run(args),
         Command::Import(args) => import_cmd::run(args),
         Command::Keys(command) => keys_cmd::run(command),
         Command::Audit(command) => audit_cmd::run(command),

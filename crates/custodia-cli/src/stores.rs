@@ -12,9 +12,10 @@ use zeroize::Zeroizing;
 /// The options every command that touches the vault takes.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
-    /// The data directory: SQLite files (embedded default) and the root key file.
-    #[arg(long, env = "CUSTODIA_DATA", default_value = "custodia-data")]
-    pub data: PathBuf,
+    /// The data directory: SQLite files (embedded default) and the root key file
+    /// [default: custodia-data].
+    #[arg(long, env = "CUSTODIA_DATA")]
+    pub data: Option<PathBuf>,
     /// The database URL: `sqlite:DIR` (default: the data directory) or
     /// `postgres://user:password@host/db` (add `?namespace=NAME` for a non-default schema prefix).
     #[arg(long, env = "CUSTODIA_DATABASE_URL")]
@@ -49,11 +50,21 @@ impl SetupError {
     }
 }
 
+/// The data directory when none is given.
+pub const DEFAULT_DATA_DIR: &str = "custodia-data";
+
 impl StoreArgs {
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+    }
+
     /// Opens the data and key stores.
     pub fn open(&self) -> Result<Stores, SetupError> {
         match self.database.as_deref() {
-            None => self.open_sqlite(&self.data),
+            None => self.open_sqlite(&self.data_dir()),
             Some(url) if url.starts_with("sqlite:") => {
                 let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
                 self.open_sqlite(&PathBuf::from(path))
@@ -84,7 +95,7 @@ impl StoreArgs {
         RootKeySource::KeyFile(
             self.root_key_file
                 .clone()
-                .unwrap_or_else(|| self.data.join("root.key")),
+                .unwrap_or_else(|| self.data_dir().join("root.key")),
         )
     }
 }

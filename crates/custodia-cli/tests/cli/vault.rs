@@ -44,11 +44,11 @@ fn records_file(dir: &Path, count: usize, subjects: usize) -> PathBuf {
 
 fn open_vault(data: &Path) -> Vault {
     let (d, k) = SqliteStores::open(data).unwrap();
-    let policy = custodia_policy::load(&policy_path()).unwrap().policy;
+    let policy = custodia_policy::load(&policy_path()).unwrap();
     Vault::open(
         Arc::new(d),
         Arc::new(k),
-        Arc::new(policy),
+        policy,
         Arc::new(SystemClock),
         &RootKeySource::KeyFile(data.join("root.key")),
     )
