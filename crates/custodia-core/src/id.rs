@@ -123,12 +123,18 @@ impl<K: IdKind> Id<K> {
 
 impl<K: IdKind> fmt::Display for Id<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Ids are formatted on every audit entry and response: one write, not sixteen.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 32];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(self.bytes) {
+            if let [high, low] = pair {
+                *high = HEX.get(usize::from(byte >> 4)).copied().unwrap_or(b'0');
+                *low = HEX.get(usize::from(byte & 0x0f)).copied().unwrap_or(b'0');
+            }
+        }
         f.write_str(K::PREFIX)?;
         f.write_str("_")?;
-        for byte in self.bytes {
-            write!(f, "{byte:02x}")?;
-        }
-        Ok(())
+        f.write_str(std::str::from_utf8(&hex).map_err(|_| fmt::Error)?)
     }
 }
 

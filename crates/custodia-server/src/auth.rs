@@ -34,8 +34,19 @@ pub async fn require_key(
     let Some(token) = bearer(req.headers()).map(str::to_owned) else {
         return ApiError::AuthMissing.into_response();
     };
-    let vault = state.vault().clone();
-    let caller: Caller = match blocking(move || Ok(vault.authenticate(&token)?)).await {
+    // A cached key is checked in memory; only an unknown one costs a trip to the blocking pool.
+    let cached = state
+        .vault()
+        .try_authenticate_cached(&token)
+        .map(|answer| answer.map_err(ApiError::from));
+    let answer = match cached {
+        Some(answer) => answer,
+        None => {
+            let vault = state.vault().clone();
+            blocking(move || Ok(vault.authenticate(&token)?)).await
+        }
+    };
+    let caller: Caller = match answer {
         Ok(caller) => caller,
         Err(err) => return err.into_response(),
     };

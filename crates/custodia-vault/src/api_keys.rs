@@ -38,6 +38,28 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+fn parse_token(bearer: &str) -> Result<(ApiKeyId, Zeroizing<Vec<u8>>), VaultError> {
+    let (id, secret) = bearer.split_once('.').ok_or(VaultError::Unauthorized)?;
+    let id: ApiKeyId = id.parse().map_err(|_| VaultError::Unauthorized)?;
+    let secret = Zeroizing::new(unhex(secret).ok_or(VaultError::Unauthorized)?);
+    if secret.len() != token::SECRET_LEN {
+        return Err(VaultError::Unauthorized);
+    }
+    Ok((id, secret))
+}
+
+fn check(row: &ApiKeyRow, secret: &[u8]) -> Result<Caller, VaultError> {
+    let matches = token::hashes_equal(&row.secret_hash, &token::token_hash(secret));
+    if !matches || row.revoked_at.is_some() {
+        return Err(VaultError::Unauthorized);
+    }
+    Ok(Caller {
+        key: Some(row.id),
+        admin: row.admin,
+        purposes: row.purposes.clone(),
+    })
+}
+
 impl Vault {
     /// Creates a key. A service key must name at least one purpose of the policy in force; an
     /// admin key names none.
@@ -115,31 +137,36 @@ impl Vault {
     /// The caller a bearer token stands for. Unknown, malformed, revoked and wrong tokens are
     /// all the same [`VaultError::Unauthorized`], so a probe learns nothing.
     pub fn authenticate(&self, bearer: &str) -> Result<Caller, VaultError> {
-        let (id, secret) = bearer.split_once('.').ok_or(VaultError::Unauthorized)?;
-        let id: ApiKeyId = id.parse().map_err(|_| VaultError::Unauthorized)?;
-        let secret = Zeroizing::new(unhex(secret).ok_or(VaultError::Unauthorized)?);
-        if secret.len() != token::SECRET_LEN {
-            return Err(VaultError::Unauthorized);
+        if let Some(answer) = self.try_authenticate_cached(bearer) {
+            return answer;
         }
+        let (id, secret) = parse_token(bearer)?;
+        let read_at = self.caches.generation();
         let row = self
             .core
             .data
             .api_key(id)?
             .ok_or(VaultError::Unauthorized)?;
-        let matches = token::hashes_equal(&row.secret_hash, &token::token_hash(&secret));
-        if !matches || row.revoked_at.is_some() {
-            return Err(VaultError::Unauthorized);
-        }
-        Ok(Caller {
-            key: Some(row.id),
-            admin: row.admin,
-            purposes: row.purposes,
-        })
+        let caller = check(&row, &secret)?;
+        self.caches.store_key(row, read_at);
+        Ok(caller)
     }
 
-    /// Revokes a key at once.
+    /// Answers from memory when the key is cached (no storage read, no blocking); `None` when it
+    /// must be read first, with [`Vault::authenticate`] on a blocking thread.
+    pub fn try_authenticate_cached(&self, bearer: &str) -> Option<Result<Caller, VaultError>> {
+        let (id, secret) = match parse_token(bearer) {
+            Ok(parsed) => parsed,
+            Err(err) => return Some(Err(err)),
+        };
+        let row = self.caches.key(id)?;
+        Some(check(&row, &secret))
+    }
+
+    /// Revokes a key at once (other processes sharing the stores see it within
+    /// [`crate::cache::TAIL_INTERVAL`]).
     pub fn revoke_api_key(&self, id: ApiKeyId, actor: &str) -> Result<(), VaultError> {
-        self.core.data.commit(WriteBatch {
+        let committed = self.core.data.commit(WriteBatch {
             mutations: vec![Mutation::RevokeApiKey {
                 id,
                 at: self.core.clock.now(),
@@ -150,7 +177,9 @@ impl Vault {
                     .with_record(id.to_string())
                     .with_outcome("api_key_revoked"),
             ],
-        })?;
+        });
+        self.caches.forget_key(id);
+        committed?;
         Ok(())
     }
 

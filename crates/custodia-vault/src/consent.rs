@@ -167,7 +167,7 @@ impl Vault {
             at: now,
             expires_at,
         };
-        self.core.data.commit(WriteBatch {
+        let committed = self.core.data.commit(WriteBatch {
             mutations: vec![Mutation::InsertConsent(event.clone())],
             audit: vec![
                 self.core
@@ -177,7 +177,10 @@ impl Vault {
                     .with_record(event.id.to_string())
                     .with_outcome(new.kind.as_str()),
             ],
-        })?;
+        });
+        // Dropped whether or not the commit went through: a failed commit may still have landed.
+        self.caches.forget_subject(subject);
+        committed?;
         Ok(event)
     }
 

@@ -3,12 +3,14 @@
 //! pass the gate before any value is decrypted.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use custodia_audit::EventKind;
 use custodia_core::{ApiKeyId, SubjectId, Timestamp};
-use custodia_gate::{Decision, GateRequest, LedgerEntry, LedgerKind, SubjectFacts, age_on};
+use custodia_gate::{Decision, GateRequest, LedgerEntry, LedgerKind, SubjectFacts};
 use custodia_store::ConsentEventKind;
 
+use crate::cache::{self, CachedFacts};
 use crate::error::VaultError;
 use crate::vault::{RecordValue, Vault};
 
@@ -103,17 +105,31 @@ fn ledger_kind(kind: ConsentEventKind) -> LedgerKind {
 impl Vault {
     /// What the gate knows about a subject now.
     pub fn facts(&self, subject: SubjectId, now: Timestamp) -> Result<SubjectFacts, VaultError> {
+        Ok(self.cached_facts(subject, now)?.as_of(now).into_owned())
+    }
+
+    /// The subject's facts from the cache, or read from storage and cached.
+    fn cached_facts(
+        &self,
+        subject: SubjectId,
+        now: Timestamp,
+    ) -> Result<Arc<CachedFacts>, VaultError> {
+        if let Some(hit) = self.caches.facts(subject) {
+            return Ok(hit);
+        }
+        let read_at = self.caches.generation();
         let view = self.subject(subject)?;
-        let age = view.profile.as_ref().and_then(|profile| {
-            profile
-                .birth_date
-                .as_deref()
-                .and_then(|date| Timestamp::parse(date).ok())
-                .and_then(|birth| age_on(birth, now))
-                .or_else(|| profile.age_band.as_deref().and_then(band_age))
+        let (birth, band_age) = view.profile.as_ref().map_or((None, None), |profile| {
+            (
+                profile
+                    .birth_date
+                    .as_deref()
+                    .and_then(|d| Timestamp::parse(d).ok()),
+                profile.age_band.as_deref().and_then(band_age),
+            )
         });
         let ledger = self.core.data.consents_of(subject)?;
-        Ok(SubjectFacts::from_ledger(
+        let facts = SubjectFacts::from_ledger(
             ledger.iter().map(|event| LedgerEntry {
                 purposes: &event.purposes,
                 kind: ledger_kind(event.kind),
@@ -121,9 +137,84 @@ impl Vault {
                 at: event.at,
                 expires_at: event.expires_at,
             }),
-            age,
+            cache::age(birth, band_age, now),
             view.erased_at.is_some(),
-        ))
+        );
+        let cached = Arc::new(CachedFacts {
+            facts,
+            day: cache::day_of(now),
+            birth,
+            band_age,
+        });
+        self.caches.store_facts(subject, cached.clone(), read_at);
+        Ok(cached)
+    }
+
+    /// Answers from memory when the caller's facts are all cached: no storage read, no blocking
+    /// (the audit entries go to the group-commit writer). `None` when something must be read
+    /// first; the caller then uses [`Vault::decide_many`] on a blocking thread.
+    pub fn try_decide_cached(
+        &self,
+        asks: &[Ask],
+        caller: &Caller,
+    ) -> Option<Result<Vec<Decision>, VaultError>> {
+        let now = self.core.clock.now();
+        let cached: Vec<Arc<CachedFacts>> = asks
+            .iter()
+            .map(|ask| self.caches.facts(ask.subject))
+            .collect::<Option<_>>()?;
+        let state = self.state();
+        let actor = caller.actor();
+        let mut decisions = Vec::with_capacity(asks.len());
+        let mut audit = Vec::with_capacity(asks.len());
+        for (ask, facts) in asks.iter().zip(&cached) {
+            let decision = self.decide_one(&state, &facts.as_of(now), ask, caller, now);
+            audit.push(self.decision_event(ask, &decision, &actor));
+            decisions.push(decision);
+        }
+        Some(
+            self.core
+                .decisions
+                .append_deferred(audit)
+                .map(|()| decisions)
+                .map_err(VaultError::from),
+        )
+    }
+
+    fn decide_one(
+        &self,
+        state: &crate::published::PolicyState,
+        facts: &SubjectFacts,
+        ask: &Ask,
+        caller: &Caller,
+        now: Timestamp,
+    ) -> Decision {
+        let categories: Vec<&str> = ask.categories.iter().map(String::as_str).collect();
+        custodia_gate::decide(
+            &state.index,
+            facts,
+            &GateRequest {
+                purpose: &ask.purpose,
+                categories: &categories,
+                caller: caller.gate(),
+                now,
+            },
+        )
+    }
+
+    fn decision_event(
+        &self,
+        ask: &Ask,
+        decision: &Decision,
+        actor: &str,
+    ) -> custodia_audit::AuditEvent {
+        self.core
+            .event(EventKind::Decision, actor)
+            .with_subject(ask.subject.to_string())
+            .with_purpose(&ask.purpose)
+            .with_category(ask.categories.join(","))
+            .with_outcome(if decision.allowed { "allow" } else { "deny" })
+            .with_reasons(decision.codes())
     }
 
     /// Decides many questions at once, loading each subject's facts once, and audits every
@@ -147,7 +238,7 @@ impl Vault {
     ) -> Result<Vec<Decision>, VaultError> {
         let now = self.core.clock.now();
         let state = self.state();
-        let mut facts: HashMap<SubjectId, SubjectFacts> = HashMap::new();
+        let mut facts: HashMap<SubjectId, Arc<CachedFacts>> = HashMap::new();
         let mut decisions = Vec::with_capacity(asks.len());
         let mut audit = Vec::with_capacity(asks.len());
         let actor = caller.actor();
@@ -155,29 +246,11 @@ impl Vault {
             let subject_facts = match facts.entry(ask.subject) {
                 std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
                 std::collections::hash_map::Entry::Vacant(entry) => {
-                    entry.insert(self.facts(ask.subject, now)?)
+                    entry.insert(self.cached_facts(ask.subject, now)?)
                 }
             };
-            let categories: Vec<&str> = ask.categories.iter().map(String::as_str).collect();
-            let decision = custodia_gate::decide(
-                &state.index,
-                subject_facts,
-                &GateRequest {
-                    purpose: &ask.purpose,
-                    categories: &categories,
-                    caller: caller.gate(),
-                    now,
-                },
-            );
-            audit.push(
-                self.core
-                    .event(EventKind::Decision, &actor)
-                    .with_subject(ask.subject.to_string())
-                    .with_purpose(&ask.purpose)
-                    .with_category(ask.categories.join(","))
-                    .with_outcome(if decision.allowed { "allow" } else { "deny" })
-                    .with_reasons(decision.codes()),
-            );
+            let decision = self.decide_one(&state, &subject_facts.as_of(now), ask, caller, now);
+            audit.push(self.decision_event(ask, &decision, &actor));
             decisions.push(decision);
         }
         // Group commit: concurrent decisions share one durable commit of their audit entries.

@@ -8,6 +8,8 @@
 //! - [`consent`]: the consent ledger and its receipts;
 //! - [`gate`]: subject facts, audited gate decisions, gated reads;
 //! - [`api_keys`]: admin and purpose-bound service keys, stored hashed;
+//! - [`cache`]: verified keys and gate facts in memory, invalidated by changes and by tailing
+//!   the audit chain;
 //! - [`keeper`]: [`Keeper`], the stores, keys and clock: epoch rotation, audit verification;
 //! - [`keyring`]: the root and epoch keys in memory, wrapping and unwrapping data keys;
 //! - [`retention`]: each record's expiry from the policy's rule, when it is written;
@@ -18,6 +20,7 @@
 
 pub mod api_keys;
 mod batcher;
+pub mod cache;
 pub mod consent;
 pub mod error;
 pub mod gate;

@@ -16,6 +16,7 @@ use custodia_store::{
 };
 use zeroize::Zeroizing;
 
+use crate::cache::Caches;
 use crate::error::VaultError;
 use crate::keeper::Keeper;
 use crate::keyring::RootKeySource;
@@ -126,6 +127,7 @@ pub struct ErasureReport {
 pub struct Vault {
     pub(crate) core: Keeper,
     policy: RwLock<Arc<PolicyState>>,
+    pub(crate) caches: Arc<Caches>,
 }
 
 /// The subject's data keys, unwrapped for one operation.
@@ -154,9 +156,13 @@ impl Vault {
     ) -> Result<Self, VaultError> {
         let core = Keeper::open(data, keys, clock, root)?;
         let state = published::sync(&core, policy, "system")?;
+        let caches = Arc::new(Caches::default());
+        let head = core.data.audit_head()?.map_or(0, |anchor| anchor.seq);
+        crate::cache::start_tail(&caches, core.data.clone(), head);
         Ok(Self {
             core,
             policy: RwLock::new(Arc::new(state)),
+            caches,
         })
     }
 
@@ -723,6 +729,7 @@ impl Vault {
             .collect();
         // Keys first: once they are gone the erasure holds even if the rest is interrupted.
         let keys_destroyed = self.core.keys.destroy_data_keys(&ordinary)?;
+        self.caches.forget_subject(subject);
         if row.erased_at.is_some() {
             return Ok(keys_destroyed);
         }
@@ -740,7 +747,7 @@ impl Vault {
             },
         }];
         let subject_text = subject.to_string();
-        self.core.data.commit(WriteBatch {
+        let committed = self.core.data.commit(WriteBatch {
             mutations,
             audit: vec![
                 self.core
@@ -751,7 +758,9 @@ impl Vault {
                     .event(EventKind::SubjectErased, actor)
                     .with_subject(&subject_text),
             ],
-        })?;
+        });
+        self.caches.forget_subject(subject);
+        committed?;
         Ok(keys_destroyed)
     }
 

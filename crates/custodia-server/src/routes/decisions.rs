@@ -147,8 +147,14 @@ pub async fn decide(
             categories: q.categories,
         })
         .collect();
-    let vault = state.vault().clone();
-    let decisions = blocking(move || Ok(vault.decide_many(&asks, &caller)?)).await?;
+    // Subjects whose facts are cached are decided in memory; otherwise read them on the pool.
+    let decisions = match state.vault().try_decide_cached(&asks, &caller) {
+        Some(answer) => answer?,
+        None => {
+            let vault = state.vault().clone();
+            blocking(move || Ok(vault.decide_many(&asks, &caller)?)).await?
+        }
+    };
     state.metrics().observe_decisions(&decisions);
     Ok(Json(Decisions {
         decisions: decisions.iter().map(DecisionView::from).collect(),

@@ -297,8 +297,8 @@ fn service_keys_are_bound_to_purposes_and_revocation_is_immediate() {
         )
     );
     let mut wrong = issued.token.to_string();
-    wrong.pop();
-    wrong.push('0');
+    let last = wrong.pop().unwrap();
+    wrong.push(if last == '0' { '1' } else { '0' });
     for bad in [wrong.as_str(), "nonsense", "api_00.00", ""] {
         assert_eq!(
             t.vault.authenticate(bad).unwrap_err().code(),
@@ -378,5 +378,71 @@ fn guardians_and_age_bands_feed_the_gate() {
             .decide(&ask(child.id), &Caller::operator())
             .unwrap()
             .allowed
+    );
+}
+
+#[test]
+fn changes_made_by_another_process_reach_the_cached_gate_through_the_audit_tail() {
+    let t = fresh();
+    let alice = t.vault.create_subject(&new_subject("alice"), "t").unwrap();
+    t.vault
+        .record_consent(
+            alice.id,
+            &consent(ConsentEventKind::Given, &["ai_transcription"]),
+            "t",
+        )
+        .unwrap();
+    let issued = t
+        .vault
+        .create_api_key("worker", false, &["ai_transcription".to_owned()], "t")
+        .unwrap();
+    // Warm this vault's caches: the fast path answers from memory.
+    let caller = t.vault.authenticate(&issued.token).unwrap();
+    assert!(t.vault.decide(&ask(alice.id), &caller).unwrap().allowed);
+    assert!(t.vault.try_authenticate_cached(&issued.token).is_some());
+    let cached = t
+        .vault
+        .try_decide_cached(&[ask(alice.id)], &caller)
+        .unwrap()
+        .unwrap();
+    assert!(cached[0].allowed);
+
+    // Another process (a second vault on the same files) withdraws and revokes.
+    let other =
+        crate::backends::open_at(&t.dir, t.clock.clone(), &crate::backends::root()).unwrap();
+    other
+        .vault
+        .record_consent(
+            alice.id,
+            &consent(ConsentEventKind::Withdrawn, &["ai_transcription"]),
+            "t",
+        )
+        .unwrap();
+    other.vault.revoke_api_key(issued.key.id, "t").unwrap();
+
+    // Within the tail interval (bounded wait; the tail runs on its own thread).
+    let deadline = std::time::Instant::now() + custodia_vault::cache::TAIL_INTERVAL * 50;
+    loop {
+        let seen_withdrawal = t
+            .vault
+            .try_decide_cached(&[ask(alice.id)], &caller)
+            .is_none();
+        let seen_revocation = t.vault.try_authenticate_cached(&issued.token).is_none();
+        if seen_withdrawal && seen_revocation {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the audit tail never invalidated the caches"
+        );
+        std::thread::sleep(custodia_vault::cache::TAIL_INTERVAL / 4);
+    }
+    assert_eq!(
+        t.vault.decide(&ask(alice.id), &caller).unwrap().codes(),
+        ["consent.withdrawn"]
+    );
+    assert_eq!(
+        t.vault.authenticate(&issued.token).unwrap_err().code(),
+        "auth.invalid_key"
     );
 }
