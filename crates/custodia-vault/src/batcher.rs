@@ -6,8 +6,9 @@
 //! decision is followed by a read of personal data) or hands them over and goes on
 //! ([`AuditBatcher::append_deferred`], used by the gate-only endpoint, where waiting for a disk
 //! sync would cost more than the decision itself). Deferred entries are committed within one sync
-//! of the writer; a crash of the process can lose the ones not yet synced, never a data change or
-//! the audit of a read, which always commit before they are acknowledged.
+//! of the writer (it gathers them for at most [`LINGER`] when nobody waits); a crash of the
+//! process can lose the ones not yet synced, never a data change or the audit of a read, which
+//! always commit before they are acknowledged.
 //! [`AuditBatcher::flush`] waits until everything handed over so far is durable.
 
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
@@ -18,6 +19,11 @@ use custodia_store::{DataStore, StoreError, WriteBatch};
 
 /// Events per commit at most; more wait for the next one.
 const MAX_BATCH: usize = 4096;
+
+/// How long the writer gathers deferred entries before committing them, when nobody is waiting:
+/// fewer, larger commits (each rewrites the log's last pages and syncs the disk) for a delay
+/// no caller feels.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 struct Pending {
     events: Vec<AuditEvent>,
@@ -99,16 +105,24 @@ fn stopped() -> StoreError {
 
 fn write_loop(data: &dyn DataStore, queue: &Receiver<Pending>) {
     while let Ok(first) = queue.recv() {
+        let mut waiting = first.done.is_some();
+        let mut count = first.events.len();
         let mut batch = vec![first];
-        let mut count = batch.iter().map(|p| p.events.len()).sum::<usize>();
+        let deadline = std::time::Instant::now() + LINGER;
         while count < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(next) => {
-                    count += next.events.len();
-                    batch.push(next);
-                }
-                Err(_) => break,
-            }
+            // Someone waits for durability: take only what is already queued. Otherwise linger.
+            let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+            let next = if waiting || remaining.is_zero() {
+                queue.try_recv().ok()
+            } else {
+                queue.recv_timeout(remaining).ok()
+            };
+            let Some(next) = next else {
+                break;
+            };
+            waiting |= next.done.is_some();
+            count += next.events.len();
+            batch.push(next);
         }
         let mut dones = Vec::with_capacity(batch.len());
         let mut audit = Vec::with_capacity(count);
