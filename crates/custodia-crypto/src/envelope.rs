@@ -218,6 +218,12 @@ pub(crate) fn with_aad<R>(
     }
 }
 
+/// The encoding of `label` and `parts` (see the module doc) as an owned buffer, for associated
+/// data reused across many messages, such as every chunk of a media stream.
+pub(crate) fn aad_vec(label: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>, CryptoError> {
+    with_aad(label, parts, |aad| Ok(aad.to_vec()))
+}
+
 const PREFIX_LEN: usize = 8;
 
 /// Writes the encoding into `buf` and returns the written prefix of it; `None` if it does not fit.

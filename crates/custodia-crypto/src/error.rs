@@ -78,6 +78,22 @@ pub enum CryptoError {
     #[error("the system random number generator failed")]
     Rng,
 
+    /// A media stream ended before its final chunk: it was cut short (or never finished).
+    #[error("the stream ends before its final chunk: it was cut short")]
+    Truncated,
+
+    /// A media stream would need more chunks than its 32-bit chunk counter can number.
+    #[error("the stream is longer than its chunk counter allows; use a larger chunk size")]
+    StreamTooLong,
+
+    /// Reading or writing the stream underneath a media stream failed.
+    #[error("stream i/o: {source}")]
+    Io {
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The cryptographic library refused an operation that valid input cannot make fail, such as
     /// sealing more than AES-GCM's 64 GiB per message.
     #[error("the cryptographic library refused the operation")]
@@ -101,8 +117,46 @@ impl CryptoError {
             Self::KeyEncoding { .. } => "crypto.key_encoding",
             Self::Kdf { .. } => "crypto.kdf",
             Self::Rng => "crypto.rng",
+            Self::Truncated => "crypto.truncated",
+            Self::StreamTooLong => "crypto.stream_too_long",
+            Self::Io { .. } => "crypto.io",
             Self::NoncesExhausted => "crypto.nonces_exhausted",
             Self::Backend => "crypto.backend",
+        }
+    }
+}
+
+impl CryptoError {
+    /// Recovers the error carried by an [`std::io::Error`] that a media stream's
+    /// [`Read`](std::io::Read) or [`Write`](std::io::Write) implementation returned, so its
+    /// [code](CryptoError::code) survives `std::io::copy` and friends; any other I/O error
+    /// becomes [`CryptoError::Io`].
+    #[must_use]
+    pub fn from_io(error: std::io::Error) -> Self {
+        if !error.get_ref().is_some_and(|inner| inner.is::<Self>()) {
+            return Self::Io { source: error };
+        }
+        match error.into_inner().map(|inner| inner.downcast::<Self>()) {
+            Some(Ok(crypto)) => *crypto,
+            // Ruled out by the check above; kept total rather than unwrapped.
+            _ => Self::Backend,
+        }
+    }
+}
+
+/// Lets the media streams report their errors through `std::io`: the I/O error inside an
+/// [`Io`](CryptoError::Io) comes back as it was, and every other error travels inside an I/O
+/// error of a fitting kind, from which [`CryptoError::from_io`] takes it out again.
+impl From<CryptoError> for std::io::Error {
+    fn from(error: CryptoError) -> Self {
+        use std::io::ErrorKind;
+        match error {
+            CryptoError::Io { source } => source,
+            CryptoError::Truncated => Self::new(ErrorKind::UnexpectedEof, error),
+            CryptoError::AuthenticationFailed | CryptoError::Malformed { .. } => {
+                Self::new(ErrorKind::InvalidData, error)
+            }
+            other => Self::other(other),
         }
     }
 }

@@ -92,6 +92,11 @@ impl DataKey {
         &self.key
     }
 
+    /// The prepared cipher, for wrapping the per-object keys of media streams.
+    pub(crate) fn cipher(&self) -> &LessSafeKey {
+        &self.cipher
+    }
+
     /// Seals `plaintext` for `context` under a fresh random nonce. The result is
     /// [`FIELD_OVERHEAD`] bytes longer than the plaintext, built in one allocation.
     ///

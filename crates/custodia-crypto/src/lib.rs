@@ -26,11 +26,13 @@
 //! - [`token`]: API key secrets, their stored hash and constant-time comparison;
 //! - [`field`]: [`DataKey`] and [`FieldContext`], wrapped under an epoch key, sealing fields;
 //! - [`lookup`]: [`LookupKey`], a keyed hash of external ids derived from the root key, so
-//!   subjects can be found by the operator's ids without storing them in the clear.
+//!   subjects can be found by the operator's ids without storing them in the clear;
+//! - [`stream`]: [`ObjectKey`], [`StreamSealer`], [`SealingReader`] and [`StreamOpener`],
+//!   streaming encryption of media objects in fixed-size chunks, with ranged reads.
 //!
-//! Streaming media encryption (a STREAM construction over 64 KiB chunks under a key derived from
-//! a [`DataKey`]) will get its own module and its own format version; the one-byte version that
-//! opens every format here leaves room for it.
+//! Media objects (audio, images, video) are too large to seal as one field: [`stream`] seals each
+//! under its own [`ObjectKey`], wrapped by the subject's [`DataKey`], as a STREAM of 64 KiB
+//! authenticated chunks that are written, read and ranged through with flat memory.
 
 mod envelope;
 pub mod epoch;
@@ -41,6 +43,7 @@ mod keyfile;
 pub mod lookup;
 pub mod root;
 pub mod secret;
+pub mod stream;
 pub mod token;
 
 pub use epoch::EpochKey;
@@ -50,6 +53,9 @@ pub use kdf::KdfParams;
 pub use lookup::LookupKey;
 pub use root::RootKey;
 pub use secret::SecretKey;
+pub use stream::{ChunkSize, ObjectKey, SealingReader, StreamOpener, StreamSealer};
 
+#[cfg(test)]
+mod stream_tests;
 #[cfg(test)]
 mod tests;

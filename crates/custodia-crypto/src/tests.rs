@@ -634,6 +634,15 @@ fn error_codes_are_stable() {
         (CryptoError::Kdf { reason: "r".into() }, "crypto.kdf"),
         (CryptoError::Rng, "crypto.rng"),
         (CryptoError::Backend, "crypto.backend"),
+        (CryptoError::NoncesExhausted, "crypto.nonces_exhausted"),
+        (CryptoError::Truncated, "crypto.truncated"),
+        (CryptoError::StreamTooLong, "crypto.stream_too_long"),
+        (
+            CryptoError::Io {
+                source: std::io::Error::other("x"),
+            },
+            "crypto.io",
+        ),
     ];
     for (error, expected) in cases {
         assert_eq!(error.code(), expected, "{error:?}");
