@@ -1,0 +1,305 @@
+//! The file system store, the embedded default: one file per object at `ROOT/<key>`, each key
+//! segment a directory or file name (keys are validated so that this mapping cannot leave the
+//! root). Directories are created `0700` and files `0600`: only the service's user reads media.
+//!
+//! A put streams into a temporary file in `ROOT/.staging`, fsyncs it, renames it over the
+//! target and fsyncs the target's directory, so the object appears whole or not at all, and an
+//! acknowledged put survives a crash. The staging directory is on the same file system as every
+//! object (it is inside the root), which is what makes the rename atomic; keeping temporary
+//! files in one place rather than beside each object means a crash's leftovers are found and
+//! removed ([`FsObjectStore::remove_stale_temp_files`], run on open) without walking the tree,
+//! and listing never sees them (no key segment starts with a dot).
+
+use std::fs::{self, DirBuilder, File, Permissions};
+use std::io::{self, ErrorKind, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::key::{self, ObjectKey};
+use crate::{ObjectError, ObjectReader, ObjectStore, PutReceipt, fill};
+
+/// The directory, inside the root, that holds puts in progress.
+pub const STAGING_DIR: &str = ".staging";
+
+/// How long a temporary file must have gone unmodified before [`FsObjectStore::open`] treats it
+/// as a crashed put's leftover. A live put writes continuously, so an hour of silence is a
+/// crash, not a slow upload.
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(60 * 60);
+
+const TEMP_PREFIX: &str = ".put-";
+
+/// Large enough that a put is a few syscalls per megabyte, small enough to be flat memory.
+const COPY_BUFFER: usize = 64 * 1024;
+
+/// How often a put re-creates its directories when a concurrent delete pruned them between
+/// creation and rename.
+const RENAME_ATTEMPTS: usize = 3;
+
+/// Objects as files under a root directory.
+#[derive(Debug)]
+pub struct FsObjectStore {
+    root: PathBuf,
+    staging: PathBuf,
+}
+
+impl FsObjectStore {
+    /// Opens (creating it `0700` if missing) the store rooted at `dir`, and removes temporary
+    /// files left by puts that crashed more than [`STALE_TEMP_AGE`] ago.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, ObjectError> {
+        let root = dir.as_ref().to_path_buf();
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&root)
+            .map_err(ObjectError::Io)?;
+        if !fs::metadata(&root).map_err(ObjectError::Io)?.is_dir() {
+            return Err(ObjectError::invalid_config(
+                "the object store path is not a directory",
+            ));
+        }
+        let staging = root.join(STAGING_DIR);
+        match DirBuilder::new().mode(0o700).create(&staging) {
+            Ok(()) => sync_dir(&root).map_err(ObjectError::Io)?,
+            Err(err) if err.kind() == ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(ObjectError::Io(err)),
+        }
+        let store = Self { root, staging };
+        store.remove_stale_temp_files(STALE_TEMP_AGE)?;
+        Ok(store)
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Removes temporary files not modified for `older_than` (puts that crashed) and returns
+    /// how many. A put still writing to a file younger than that is not disturbed.
+    pub fn remove_stale_temp_files(&self, older_than: Duration) -> Result<usize, ObjectError> {
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for entry in fs::read_dir(&self.staging).map_err(ObjectError::Io)? {
+            let entry = entry.map_err(ObjectError::Io)?;
+            let is_temp = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| name.starts_with(TEMP_PREFIX));
+            let Ok(meta) = entry.metadata() else {
+                // Gone already: its put finished or failed meanwhile.
+                continue;
+            };
+            if !is_temp || !meta.is_file() {
+                continue;
+            }
+            let age = meta
+                .modified()
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok())
+                .unwrap_or(Duration::ZERO);
+            if age >= older_than {
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(err) if err.kind() == ErrorKind::NotFound => {}
+                    Err(err) => return Err(ObjectError::Io(err)),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    fn path_of(&self, key: &ObjectKey) -> PathBuf {
+        let mut path = self.root.clone();
+        path.extend(key.segments());
+        path
+    }
+
+    /// Creates the directories above `key`'s file, fsyncing the parent of each new one so the
+    /// object's path survives a crash along with the object.
+    fn create_parents(&self, key: &ObjectKey) -> io::Result<PathBuf> {
+        let mut dir = self.root.clone();
+        let mut segments = key.segments().peekable();
+        while let Some(segment) = segments.next() {
+            if segments.peek().is_none() {
+                break;
+            }
+            dir.push(segment);
+            match DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => sync_dir(dir.parent().unwrap_or(&self.root))?,
+                Err(err) if err.kind() == ErrorKind::AlreadyExists => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(dir)
+    }
+
+    /// Opens the object's file, `None` when there is no object (a missing path, a directory, or
+    /// a path through a file).
+    fn open_object(&self, key: &ObjectKey) -> Result<Option<(File, u64)>, ObjectError> {
+        let file = match File::open(self.path_of(key)) {
+            Ok(file) => file,
+            Err(err) if is_absent(&err) => return Ok(None),
+            Err(err) => return Err(ObjectError::Io(err)),
+        };
+        let meta = file.metadata().map_err(ObjectError::Io)?;
+        Ok(meta.is_file().then_some((file, meta.len())))
+    }
+
+    /// Removes directories emptied by a delete, up to (not including) the root, so erased
+    /// subjects leave no empty directory named after them. Best effort: a directory that is
+    /// not empty, or just got a new object, stays.
+    fn prune_empty_parents(&self, path: &Path) {
+        let mut dir = path.parent();
+        while let Some(current) = dir {
+            if current == self.root || !current.starts_with(&self.root) {
+                break;
+            }
+            if fs::remove_dir(current).is_err() {
+                break;
+            }
+            dir = current.parent();
+        }
+    }
+}
+
+impl ObjectStore for FsObjectStore {
+    fn put(&self, key: &ObjectKey, source: &mut dyn io::Read) -> Result<PutReceipt, ObjectError> {
+        // Until `persist` succeeds, the temporary file is deleted whenever it is dropped: on
+        // every error path below, and during unwinding.
+        let mut temp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .permissions(Permissions::from_mode(0o600))
+            .tempfile_in(&self.staging)
+            .map_err(ObjectError::Io)?;
+        let size = copy(source, temp.as_file_mut())?;
+        temp.as_file().sync_all().map_err(ObjectError::Io)?;
+        let target = self.path_of(key);
+        let conflict_or_io = |err: io::Error| match err.kind() {
+            ErrorKind::NotADirectory | ErrorKind::IsADirectory => ObjectError::Conflict {
+                key: key.as_str().to_owned(),
+            },
+            _ => ObjectError::Io(err),
+        };
+        let mut attempt = 1;
+        loop {
+            let parent = self.create_parents(key).map_err(conflict_or_io)?;
+            match temp.persist(&target) {
+                Ok(_file) => {
+                    sync_dir(&parent).map_err(ObjectError::Io)?;
+                    return Ok(PutReceipt { size });
+                }
+                Err(err)
+                    if err.error.kind() == ErrorKind::NotFound && attempt < RENAME_ATTEMPTS =>
+                {
+                    temp = err.file;
+                    attempt += 1;
+                }
+                Err(err) => return Err(conflict_or_io(err.error)),
+            }
+        }
+    }
+
+    fn get(&self, key: &ObjectKey) -> Result<ObjectReader, ObjectError> {
+        match self.open_object(key)? {
+            Some((file, _)) => Ok(Box::new(file)),
+            None => Err(ObjectError::not_found(key)),
+        }
+    }
+
+    fn get_range(
+        &self,
+        key: &ObjectKey,
+        start: u64,
+        len: u64,
+    ) -> Result<ObjectReader, ObjectError> {
+        let Some((mut file, size)) = self.open_object(key)? else {
+            return Err(ObjectError::not_found(key));
+        };
+        if start > size {
+            return Err(ObjectError::InvalidRange { start, len, size });
+        }
+        file.seek(SeekFrom::Start(start)).map_err(ObjectError::Io)?;
+        Ok(Box::new(io::Read::take(file, len)))
+    }
+
+    fn size(&self, key: &ObjectKey) -> Result<Option<u64>, ObjectError> {
+        match fs::metadata(self.path_of(key)) {
+            Ok(meta) => Ok(meta.is_file().then_some(meta.len())),
+            Err(err) if is_absent(&err) => Ok(None),
+            Err(err) => Err(ObjectError::Io(err)),
+        }
+    }
+
+    fn delete(&self, key: &ObjectKey) -> Result<(), ObjectError> {
+        let path = self.path_of(key);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            // A directory is not an object: there is nothing to delete.
+            Err(err) if is_absent(&err) || err.kind() == ErrorKind::IsADirectory => return Ok(()),
+            Err(err) => return Err(ObjectError::Io(err)),
+        }
+        // An erasure must not come back after a crash.
+        if let Some(parent) = path.parent() {
+            sync_dir(parent).map_err(ObjectError::Io)?;
+        }
+        self.prune_empty_parents(&path);
+        Ok(())
+    }
+
+    fn list(&self, prefix: &ObjectKey) -> Result<Vec<ObjectKey>, ObjectError> {
+        let mut keys = Vec::new();
+        let mut pending = vec![(self.path_of(prefix), prefix.clone(), 1usize)];
+        while let Some((dir, dir_key, depth)) = pending.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(err) if is_absent(&err) => continue,
+                Err(err) => return Err(ObjectError::Io(err)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(ObjectError::Io)?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str().filter(|name| key::is_valid_segment(name)) else {
+                    continue;
+                };
+                let Ok(child) = dir_key.child(name) else {
+                    // Deeper or longer than any key: not something this store wrote.
+                    continue;
+                };
+                // `file_type` does not follow symbolic links, and neither does the store.
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                if kind.is_file() {
+                    keys.push(child);
+                } else if kind.is_dir() && depth < key::MAX_SEGMENTS {
+                    pending.push((entry.path(), child, depth + 1));
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+/// Copies `source` into `file`, telling the source's failures from the file's.
+fn copy(source: &mut dyn io::Read, file: &mut File) -> Result<u64, ObjectError> {
+    let mut buffer = vec![0; COPY_BUFFER];
+    let mut total = 0u64;
+    loop {
+        let chunk = fill(source, &mut buffer)?;
+        if chunk.is_empty() {
+            return Ok(total);
+        }
+        file.write_all(chunk).map_err(ObjectError::Io)?;
+        total += chunk.len() as u64;
+    }
+}
+
+/// Whether an I/O error means "no such object" rather than a failure.
+fn is_absent(err: &io::Error) -> bool {
+    matches!(err.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
