@@ -334,7 +334,11 @@ mod tests {
     fn event(i: u64) -> AuditEvent {
         let kind = EventKind::ALL[i as usize % EventKind::ALL.len()];
         let mut e = AuditEvent::new(kind, 1_750_000_000_000 + i as i64)
-            .with_actor(if i % 7 == 0 { "system" } else { "key_01" })
+            .with_actor(if i.is_multiple_of(7) {
+                "system"
+            } else {
+                "key_01"
+            })
             .with_subject(format!("sub_{:06}", i % 997))
             .with_category("user.content.audio_recording")
             .with_purpose("ai_transcription");

@@ -174,19 +174,19 @@ pub fn decide(index: &GateIndex, facts: &SubjectFacts, request: &GateRequest<'_>
             }
         }
     }
-    if let Caller::Service { purposes } = request.caller {
-        if !purposes.iter().any(|p| p == request.purpose) {
-            denials.push(Reason::KeyNotBound);
-        }
+    if let Caller::Service { purposes } = request.caller
+        && !purposes.iter().any(|p| p == request.purpose)
+    {
+        denials.push(Reason::KeyNotBound);
     }
     let legal_obligation = purpose.basis == LegalBasis::LegalObligation;
     if facts.erased && !legal_obligation {
         denials.push(Reason::SubjectErased);
     }
-    if let (Some(age), Some(refuse)) = (facts.age, index.refuse_below()) {
-        if age < refuse {
-            denials.push(Reason::MinorRefused);
-        }
+    if let (Some(age), Some(refuse)) = (facts.age, index.refuse_below())
+        && age < refuse
+    {
+        denials.push(Reason::MinorRefused);
     }
     if facts.restricted && !legal_obligation {
         denials.push(Reason::SubjectRestricted);
@@ -242,10 +242,11 @@ fn consent_rules(
             if consent.bundled && (sensitive || purpose.separate_consent) {
                 denials.push(Reason::ConsentNotSeparate);
             }
-            if let (Some(age), Some(limit)) = (facts.age, index.guardian_below()) {
-                if age < limit && consent.guardian != Some(true) {
-                    denials.push(Reason::GuardianConsentRequired);
-                }
+            if let (Some(age), Some(limit)) = (facts.age, index.guardian_below())
+                && age < limit
+                && consent.guardian != Some(true)
+            {
+                denials.push(Reason::GuardianConsentRequired);
             }
         }
     }

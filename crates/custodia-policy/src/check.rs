@@ -345,15 +345,15 @@ impl Checker<'_> {
                     ),
                 );
             }
-            if let Some(data_use) = &purpose.data_use {
-                if !taxonomy::is_data_use(data_use.get_ref()) {
-                    self.error(
-                        "purpose.unknown_use",
-                        &data_use.span(),
-                        format!("{path}.use"),
-                        format!("`{}` is not a fideslang data use", data_use.get_ref()),
-                    );
-                }
+            if let Some(data_use) = &purpose.data_use
+                && !taxonomy::is_data_use(data_use.get_ref())
+            {
+                self.error(
+                    "purpose.unknown_use",
+                    &data_use.span(),
+                    format!("{path}.use"),
+                    format!("`{}` is not a fideslang data use", data_use.get_ref()),
+                );
             }
             if purpose.categories.is_empty() {
                 self.error(
@@ -753,14 +753,15 @@ impl Checker<'_> {
         if let Some(deadline) = &rights.questions_within {
             self.deadline_within_law(deadline, "rights.questions_within", "answering questions");
         }
-        if let Some(cancellation) = &policy.account_cancellation {
-            if policy.applies(Law::Pipl) {
-                let limit = Deadline::WorkingDays {
-                    working_days: 15,
-                    calendar: "CN".into(),
-                };
-                if cancellation.complete_within.get_ref().longer_than(&limit) {
-                    self.legal(
+        if let Some(cancellation) = &policy.account_cancellation
+            && policy.applies(Law::Pipl)
+        {
+            let limit = Deadline::WorkingDays {
+                working_days: 15,
+                calendar: "CN".into(),
+            };
+            if cancellation.complete_within.get_ref().longer_than(&limit) {
+                self.legal(
                         "deadline.too_long",
                         &cancellation.complete_within.span(),
                         "account_cancellation.complete_within".into(),
@@ -770,7 +771,6 @@ impl Checker<'_> {
                         ),
                         sources::APP_RULES_15_WORKING_DAYS,
                     );
-                }
             }
         }
         let offered: HashSet<Right> = rights.offered.iter().map(|r| *r.get_ref()).collect();
@@ -894,9 +894,10 @@ impl Checker<'_> {
                 );
             }
         }
-        if let (Some(guardian), Some(refuse)) = (guardian, refuse) {
-            if refuse.get_ref() > guardian.get_ref() {
-                self.error(
+        if let (Some(guardian), Some(refuse)) = (guardian, refuse)
+            && refuse.get_ref() > guardian.get_ref()
+        {
+            self.error(
                     "minors.inconsistent_ages",
                     &refuse.span(),
                     "minors.refuse_below".into(),
@@ -906,7 +907,6 @@ impl Checker<'_> {
                         guardian.get_ref()
                     ),
                 );
-            }
         }
     }
 }

@@ -222,13 +222,13 @@ impl KeyStore for SqliteKeyStore {
         }
         self.keyring.write(|ring| {
             // The newest epoch is the current one, so a new epoch must be the newest.
-            if let Some(current) = current_epoch(ring)? {
-                if epoch.id <= current {
-                    return Err(StoreError::Conflict(format!(
-                        "epoch {} is not newer than the current epoch {current}",
-                        epoch.id
-                    )));
-                }
+            if let Some(current) = current_epoch(ring)?
+                && epoch.id <= current
+            {
+                return Err(StoreError::Conflict(format!(
+                    "epoch {} is not newer than the current epoch {current}",
+                    epoch.id
+                )));
             }
             insert_epoch(ring, epoch, false)
         })

@@ -52,15 +52,15 @@ impl NewSubject {
                 "must be an ISO 3166 code like CN, DE or US-CA",
             );
         }
-        if let Some(date) = &self.birth_date {
-            if custodia_core::Timestamp::parse(date).is_err() || date.len() != 10 {
-                return invalid("birth_date", "must be a date YYYY-MM-DD");
-            }
+        if let Some(date) = &self.birth_date
+            && (custodia_core::Timestamp::parse(date).is_err() || date.len() != 10)
+        {
+            return invalid("birth_date", "must be a date YYYY-MM-DD");
         }
-        if let Some(band) = &self.age_band {
-            if band.is_empty() || band.len() > 32 {
-                return invalid("age_band", "must be 1 to 32 characters");
-            }
+        if let Some(band) = &self.age_band
+            && (band.is_empty() || band.len() > 32)
+        {
+            return invalid("age_band", "must be 1 to 32 characters");
         }
         Ok(())
     }
