@@ -7,12 +7,11 @@ use custodia_core::SubjectId;
 use custodia_gate::Decision;
 use custodia_vault::Ask;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::ServerState;
 use crate::error::{ApiError, ErrorBody, blocking};
-use crate::extract::{ApiJson, Authenticated, decode_value};
+use crate::extract::{ApiJson, Authenticated};
 
 /// The most questions one batch may hold.
 pub const MAX_BATCH: usize = 1000;
@@ -66,13 +65,48 @@ pub struct Decisions {
     pub decisions: Vec<DecisionView>,
 }
 
-impl DecisionRequest {
-    /// A body with `requests` is a batch; anything else is one question.
-    fn decode(body: Value) -> Result<Self, ApiError> {
-        if body.get("requests").is_some() {
-            decode_value(body).map(Self::Batch)
-        } else {
-            decode_value(body).map(Self::One)
+/// The body as it is decoded, in one pass: the fields of one question and of a batch side by
+/// side (the documented shape is [`DecisionRequest`]; the two accept the same bodies).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionBody {
+    subject: Option<SubjectId>,
+    purpose: Option<String>,
+    categories: Option<Vec<String>>,
+    requests: Option<Vec<Question>>,
+}
+
+impl DecisionBody {
+    /// A body with `requests` is a batch and holds nothing else; anything else is one question
+    /// with all three fields.
+    fn into_request(self) -> Result<DecisionRequest, ApiError> {
+        let missing = |field: &str| ApiError::InvalidBody {
+            field: field.to_owned(),
+            reason: "missing".into(),
+        };
+        match self {
+            Self {
+                requests: Some(requests),
+                subject: None,
+                purpose: None,
+                categories: None,
+            } => Ok(DecisionRequest::Batch(Batch { requests })),
+            Self {
+                requests: Some(_), ..
+            } => Err(ApiError::InvalidBody {
+                field: "requests".into(),
+                reason: "a batch holds only `requests`".into(),
+            }),
+            Self {
+                subject,
+                purpose,
+                categories,
+                requests: None,
+            } => Ok(DecisionRequest::One(Question {
+                subject: subject.ok_or_else(|| missing("subject"))?,
+                purpose: purpose.ok_or_else(|| missing("purpose"))?,
+                categories: categories.ok_or_else(|| missing("categories"))?,
+            })),
         }
     }
 }
@@ -116,9 +150,9 @@ fn check(index: Option<usize>, question: &Question) -> Result<(), ApiError> {
 pub async fn decide(
     State(state): State<ServerState>,
     Authenticated(caller): Authenticated,
-    ApiJson(body): ApiJson<Value>,
+    ApiJson(body): ApiJson<DecisionBody>,
 ) -> Result<Json<Decisions>, ApiError> {
-    let questions = match DecisionRequest::decode(body)? {
+    let questions = match body.into_request()? {
         DecisionRequest::One(question) => {
             check(None, &question)?;
             vec![question]
