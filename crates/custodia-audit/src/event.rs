@@ -86,6 +86,10 @@ event_kinds! {
     RequestTransition => "request_transition",
     /// Data was handed to a processor or an authority.
     DisclosureRecorded => "disclosure_recorded",
+    /// A legal hold was placed: matching records are kept past their expiry.
+    HoldPlaced => "hold_placed",
+    /// A legal hold was released: the sweeper deletes what it kept.
+    HoldReleased => "hold_released",
 }
 
 impl fmt::Display for EventKind {
@@ -238,7 +242,7 @@ mod tests {
             assert_eq!(serde_json::to_string(kind).unwrap(), format!("\"{name}\""));
             assert_eq!(kind.to_string(), name);
         }
-        assert_eq!(EventKind::ALL.len(), 18);
+        assert_eq!(EventKind::ALL.len(), 20);
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod policy_cmd;
 mod progress;
 mod serve_cmd;
 mod stores;
+mod sweep_cmd;
 
 use std::process::ExitCode;
 
@@ -39,6 +40,8 @@ enum Command {
     /// Verify the audit chain.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
+    /// Delete expired records that no legal hold keeps, auditing each with its rule.
+    Sweep(sweep_cmd::SweepArgs),
     /// Measure speed against raw baselines in the same process.
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Import(args) => import_cmd::run(args),
         Command::Keys(command) => keys_cmd::run(command),
         Command::Audit(command) => audit_cmd::run(command),
+        Command::Sweep(args) => sweep_cmd::run(args),
         Command::Bench(command) => bench_cmd::run(command),
     }
 }

@@ -49,6 +49,13 @@ impl IdKind for ApiKeyKind {
     const PREFIX: &'static str = "api";
 }
 
+/// Marks legal-hold ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HoldKind {}
+impl IdKind for HoldKind {
+    const PREFIX: &'static str = "hold";
+}
+
 /// A 128-bit random identifier of kind `K`.
 #[derive(PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Id<K> {
@@ -66,6 +73,8 @@ pub type KeyId = Id<KeyKind>;
 pub type ConsentId = Id<ConsentKind>;
 /// An API key's id.
 pub type ApiKeyId = Id<ApiKeyKind>;
+/// A legal hold's id.
+pub type HoldId = Id<HoldKind>;
 
 /// Text that is not an id of the expected kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,11 +1,12 @@
 //! [`PgDataStore`]: subjects, encrypted records, the consent ledger, API keys, published policy
-//! versions and the audit chain in `{namespace}_data`.
+//! versions, legal holds and the audit chain in `{namespace}_data`.
 
 use custodia_audit::{Anchor, AuditEntry, AuditEvent, Chain, EventKind};
-use custodia_core::{ApiKeyId, ConsentId, KeyId, RecordId, SubjectId, Timestamp};
+use custodia_core::{ApiKeyId, ConsentId, HoldId, KeyId, RecordId, SubjectId, Timestamp};
 use custodia_store::{
-    ApiKeyRow, CommitReceipt, ConsentEventKind, ConsentRow, DataStore, Mutation, PolicyVersionRow,
-    RecordRow, StoreError, SubjectRow, SubjectUpdate, WriteBatch,
+    ApiKeyRow, CommitReceipt, ConsentEventKind, ConsentRow, DataStore, ExpiredCount, HoldRow,
+    Mutation, PolicyVersionRow, RecordRow, StoreError, SubjectRow, SubjectUpdate, SweptRecord,
+    WriteBatch,
 };
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
@@ -35,6 +36,14 @@ const CONSENT_COLUMNS: &str = "id, subject, purposes, kind, guardian, guardian_v
 const API_KEY_COLUMNS: &str = "id, name, secret_hash, admin, purposes, created_at, revoked_at";
 /// Columns of `policy_versions`, in the order [`policy_version_from_row`] reads them.
 const POLICY_VERSION_COLUMNS: &str = "version, published_at, fresh_consent_purposes, source";
+/// Columns of `holds`, in the order [`hold_from_row`] reads them.
+const HOLD_COLUMNS: &str = "id, subject, category, reason, created_at, ends_at, released_at";
+/// Whether a hold in force at `$1` covers the record `r`: the same condition as
+/// `HoldRow::applies`, in SQL so the sweeper decides in the statement that locks its victims.
+const HELD: &str = "EXISTS (SELECT 1 FROM {s}.holds h WHERE h.released_at IS NULL \
+     AND (h.ends_at IS NULL OR h.ends_at > $1) \
+     AND (h.subject IS NULL OR h.subject = r.subject) \
+     AND (h.category IS NULL OR h.category = r.category))";
 /// Columns of `audit`, in the order [`entry_from_row`] reads them and entries are written.
 const AUDIT_COLUMNS: &str = "seq, prev_hash, hash, kind, at, actor, subject, category, purpose, record, outcome, reasons, rule";
 /// The types of [`AUDIT_COLUMNS`], for binary `COPY`.
@@ -87,6 +96,12 @@ struct Sql {
     insert_audit: String,
     copy_audit: String,
     audit_entries: String,
+    insert_hold: String,
+    release_hold: String,
+    holds: String,
+    sweep_victims: String,
+    sweep_delete: String,
+    count_expired: String,
 }
 
 impl Sql {
@@ -173,6 +188,31 @@ impl Sql {
             copy_audit: format!("COPY {s}.audit ({AUDIT_COLUMNS}) FROM STDIN (FORMAT binary)"),
             audit_entries: format!(
                 "SELECT {AUDIT_COLUMNS} FROM {s}.audit WHERE seq >= $1 ORDER BY seq LIMIT $2"
+            ),
+            insert_hold: format!(
+                "INSERT INTO {s}.holds ({HOLD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            ),
+            // COALESCE keeps the first release time: releasing again changes nothing.
+            release_hold: format!(
+                "UPDATE {s}.holds SET released_at = COALESCE(released_at, $2) WHERE id = $1"
+            ),
+            holds: format!("SELECT {HOLD_COLUMNS} FROM {s}.holds ORDER BY pos"),
+            // SKIP LOCKED: a second instance sweeping at the same time passes over the rows this
+            // one has locked and takes the next due ones, instead of waiting to find them gone.
+            sweep_victims: format!(
+                "SELECT r.id, r.subject, r.category, r.rule, r.statutory FROM {s}.records r \
+                 WHERE r.expires_at IS NOT NULL AND r.expires_at <= $1 AND NOT {held} \
+                 ORDER BY r.expires_at, r.pos LIMIT $2 FOR UPDATE OF r SKIP LOCKED",
+                held = HELD.replace("{s}", s)
+            ),
+            sweep_delete: format!("DELETE FROM {s}.records WHERE id = ANY($1)"),
+            count_expired: format!(
+                "SELECT category, rule, count(*) FILTER (WHERE NOT held), \
+                 count(*) FILTER (WHERE held) \
+                 FROM (SELECT r.category, r.rule, {held} AS held FROM {s}.records r \
+                 WHERE r.expires_at IS NOT NULL AND r.expires_at <= $1) AS due \
+                 GROUP BY category, rule ORDER BY category, rule",
+                held = HELD.replace("{s}", s)
             ),
         }
     }
@@ -386,6 +426,45 @@ impl PgDataStore {
                 }
                 Ok(0)
             }
+            Mutation::InsertHold(row) => {
+                let id: &[u8] = row.id.as_bytes();
+                let subject: Option<&[u8]> = row.subject.as_ref().map(|s| s.as_bytes().as_slice());
+                statements
+                    .execute(
+                        tx,
+                        &sql.insert_hold,
+                        &[
+                            &id,
+                            &subject,
+                            &row.category,
+                            &row.reason,
+                            &row.created_at.as_millis(),
+                            &row.ends_at.map(Timestamp::as_millis),
+                            &row.released_at.map(Timestamp::as_millis),
+                        ],
+                    )
+                    .map_err(|e| {
+                        if e.as_db_error().and_then(|db| db.constraint()) == Some("holds_pkey") {
+                            StoreError::Conflict(format!(
+                                "placing hold {}: the hold already exists",
+                                row.id
+                            ))
+                        } else {
+                            pg_error(&e, &format!("placing hold {}", row.id))
+                        }
+                    })?;
+                Ok(0)
+            }
+            Mutation::ReleaseHold { id, at } => {
+                let bytes: &[u8] = id.as_bytes();
+                let changed = statements
+                    .execute(tx, &sql.release_hold, &[&bytes, &at.as_millis()])
+                    .with_context(|| format!("releasing hold {id}"))?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound(format!("hold {id}")));
+                }
+                Ok(0)
+            }
             Mutation::InsertPolicyVersion(row) => {
                 // The label is left out of messages like every stored value.
                 statements
@@ -475,6 +554,71 @@ impl DataStore for PgDataStore {
                 head: non_genesis(head),
                 deleted_records,
             })
+        })
+    }
+
+    fn sweep_expired(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        actor: &str,
+    ) -> Result<Vec<SweptRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.pool.with_conn(|conn| {
+            let mut tx = conn.client.transaction().context("beginning a sweep")?;
+            // The victims stay row-locked until the commit, so no other instance selects,
+            // deletes or audits them; the audit head is locked last, as in `commit`, so the
+            // two kinds of transaction cannot deadlock.
+            let victims = conn
+                .statements
+                .query(
+                    &mut tx,
+                    &self.sql.sweep_victims,
+                    &[&now.as_millis(), &self::limit(limit)],
+                )
+                .context("selecting expired records to sweep")?
+                .iter()
+                .map(swept_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            if victims.is_empty() {
+                return Ok(victims);
+            }
+            let ids: Vec<&[u8]> = victims.iter().map(|v| v.id.as_bytes().as_slice()).collect();
+            conn.statements
+                .execute(&mut tx, &self.sql.sweep_delete, &[&ids])
+                .context("deleting swept records")?;
+            let events = victims
+                .iter()
+                .map(|victim| {
+                    AuditEvent::new(EventKind::RetentionDeleted, now.as_millis())
+                        .with_actor(actor)
+                        .with_subject(victim.subject.to_string())
+                        .with_category(victim.category.clone())
+                        .with_record(victim.id.to_string())
+                        .with_rule(victim.rule.clone())
+                })
+                .collect();
+            self.append(&mut tx, &mut conn.statements, events)?;
+            // Any error above returned early and dropped `tx`, which rolls everything back.
+            tx.commit().context("committing a sweep")?;
+            Ok(victims)
+        })
+    }
+
+    fn count_expired(&self, now: Timestamp) -> Result<Vec<ExpiredCount>, StoreError> {
+        self.query(
+            &self.sql.count_expired,
+            &[&now.as_millis()],
+            expired_count_from_row,
+            || "counting expired records".to_owned(),
+        )
+    }
+
+    fn holds(&self) -> Result<Vec<HoldRow>, StoreError> {
+        self.query(&self.sql.holds, &[], hold_from_row, || {
+            "reading the legal holds".to_owned()
         })
     }
 
@@ -845,6 +989,46 @@ fn record_from_row(row: &Row) -> Result<RecordRow, StoreError> {
         rule: column(row, 7, &what("rule"))?,
         expires_at: opt_millis(row, 8, &what("expires_at"))?,
         statutory: column(row, 9, &what("statutory"))?,
+    })
+}
+
+fn swept_from_row(row: &Row) -> Result<SweptRecord, StoreError> {
+    let id = RecordId::from_bytes(bytes_n(row, 0, "record id")?);
+    let what = |field: &str| format!("record {id} {field}");
+    Ok(SweptRecord {
+        id,
+        subject: SubjectId::from_bytes(bytes_n(row, 1, &what("subject"))?),
+        category: column(row, 2, &what("category"))?,
+        rule: column(row, 3, &what("rule"))?,
+        statutory: column(row, 4, &what("statutory"))?,
+    })
+}
+
+fn hold_from_row(row: &Row) -> Result<HoldRow, StoreError> {
+    let id = HoldId::from_bytes(bytes_n(row, 0, "hold id")?);
+    let what = |field: &str| format!("hold {id} {field}");
+    Ok(HoldRow {
+        id,
+        subject: opt_bytes_n(row, 1, &what("subject"))?.map(SubjectId::from_bytes),
+        category: column(row, 2, &what("category"))?,
+        reason: column(row, 3, &what("reason"))?,
+        created_at: millis(row, 4, &what("created_at"))?,
+        ends_at: opt_millis(row, 5, &what("ends_at"))?,
+        released_at: opt_millis(row, 6, &what("released_at"))?,
+    })
+}
+
+fn expired_count_from_row(row: &Row) -> Result<ExpiredCount, StoreError> {
+    let count = |index: usize| -> Result<u64, StoreError> {
+        let count: i64 = column(row, index, "expired-record count")?;
+        u64::try_from(count)
+            .map_err(|_| StoreError::Corrupt(format!("expired-record count {count} is negative")))
+    };
+    Ok(ExpiredCount {
+        category: column(row, 0, "category of expired records")?,
+        rule: column(row, 1, "rule of expired records")?,
+        due: count(2)?,
+        held: count(3)?,
     })
 }
 

@@ -1,5 +1,5 @@
 //! [`SqliteDataStore`]: subjects, encrypted records, the consent ledger, API keys, published
-//! policy versions and the audit chain in `data.db`.
+//! policy versions, legal holds and the audit chain in `data.db`.
 //!
 //! A commit is one `BEGIN IMMEDIATE` transaction: the audit head is read under the write lock,
 //! so two handles (two processes) on the same file append to one chain without forking it, and
@@ -9,10 +9,11 @@
 use std::path::Path;
 
 use custodia_audit::{Anchor, AuditEntry, AuditEvent, Chain, EventKind};
-use custodia_core::{ApiKeyId, ConsentId, KeyId, RecordId, SubjectId, Timestamp};
+use custodia_core::{ApiKeyId, ConsentId, HoldId, KeyId, RecordId, SubjectId, Timestamp};
 use custodia_store::{
-    ApiKeyRow, CommitReceipt, ConsentEventKind, ConsentRow, DataStore, Mutation, PolicyVersionRow,
-    RecordRow, StoreError, SubjectRow, SubjectUpdate, WriteBatch,
+    ApiKeyRow, CommitReceipt, ConsentEventKind, ConsentRow, DataStore, ExpiredCount, HoldRow,
+    Mutation, PolicyVersionRow, RecordRow, StoreError, SubjectRow, SubjectUpdate, SweptRecord,
+    WriteBatch,
 };
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
@@ -115,6 +116,44 @@ const INSERT_POLICY_VERSION: &str = concat!(
     policy_version_columns!(),
     ") VALUES (?1, ?2, ?3, ?4)"
 );
+/// Columns of `holds`, in the order [`hold_from_row`] reads them.
+macro_rules! hold_columns {
+    () => {
+        "id, subject, category, reason, created_at, ends_at, released_at"
+    };
+}
+
+/// Whether a hold in force at `?1` covers the record `r`: the same condition as
+/// `HoldRow::applies`, kept in SQL so the sweeper decides in the statement that selects.
+macro_rules! held {
+    () => {
+        "EXISTS (SELECT 1 FROM holds h WHERE h.released_at IS NULL \
+         AND (h.ends_at IS NULL OR h.ends_at > ?1) \
+         AND (h.subject IS NULL OR h.subject = r.subject) \
+         AND (h.category IS NULL OR h.category = r.category))"
+    };
+}
+
+const INSERT_HOLD: &str = concat!(
+    "INSERT INTO holds (",
+    hold_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+);
+// COALESCE keeps the first release time: releasing again changes nothing.
+const RELEASE_HOLD: &str = "UPDATE holds SET released_at = COALESCE(released_at, ?2) WHERE id = ?1";
+// `expires_at IS NOT NULL` lets SQLite use the partial expiry index.
+const SWEEP_VICTIMS: &str = concat!(
+    "SELECT r.id, r.subject, r.category, r.rule, r.statutory FROM records r \
+     WHERE r.expires_at IS NOT NULL AND r.expires_at <= ?1 AND NOT ",
+    held!(),
+    " ORDER BY r.expires_at, r.pos LIMIT ?2"
+);
+const COUNT_EXPIRED: &str = concat!(
+    "SELECT category, rule, sum(1 - held), sum(held) FROM (SELECT r.category, r.rule, ",
+    held!(),
+    " AS held FROM records r WHERE r.expires_at IS NOT NULL AND r.expires_at <= ?1) \
+     GROUP BY category, rule ORDER BY category, rule"
+);
 const AUDIT_HEAD: &str = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
 
 /// The data store on `data.db`. Cheap to share: wrap it in an `Arc`.
@@ -161,20 +200,64 @@ impl DataStore for SqliteDataStore {
                     deleted_records,
                 });
             }
-            let mut chain = Chain::resume(stored_head.map(Into::into))
-                .map_err(|e| StoreError::Corrupt(format!("audit head in data.db: {e}")))?;
-            let entries = chain.append_batch(batch.audit);
-            let mut insert = tx
-                .prepare_cached(INSERT_AUDIT)
-                .context("preparing audit insert")?;
-            for entry in &entries {
-                insert_entry(&mut insert, entry)?;
-            }
             Ok(CommitReceipt {
-                head: Some(chain.head()),
+                head: Some(append_audit(tx, stored_head, batch.audit)?),
                 deleted_records,
             })
         })
+    }
+
+    fn sweep_expired(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        actor: &str,
+    ) -> Result<Vec<SweptRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // One write transaction: `BEGIN IMMEDIATE` serialises sweepers (and every commit) of
+        // every handle, so victims are chosen, deleted and audited without anyone else seeing
+        // or taking them in between.
+        self.db.write(|tx| {
+            let stored_head = read_head(tx)?;
+            let victims = query_all(
+                tx,
+                SWEEP_VICTIMS,
+                params![now.as_millis(), self::limit(limit)],
+                swept_from_row,
+            )
+            .context("selecting expired records to sweep")?;
+            if victims.is_empty() {
+                return Ok(victims);
+            }
+            let mut events = Vec::with_capacity(victims.len());
+            for victim in &victims {
+                delete(tx, DELETE_RECORD, victim.id.as_bytes())
+                    .with_context(|| format!("sweeping record {}", victim.id))?;
+                events.push(swept_event(victim, now, actor));
+            }
+            append_audit(tx, stored_head, events)?;
+            Ok(victims)
+        })
+    }
+
+    fn count_expired(&self, now: Timestamp) -> Result<Vec<ExpiredCount>, StoreError> {
+        self.db.read(|conn| {
+            read_all(
+                conn,
+                COUNT_EXPIRED,
+                params![now.as_millis()],
+                expired_count_from_row,
+                || "counting expired records".to_owned(),
+            )
+        })
+    }
+
+    fn holds(&self) -> Result<Vec<HoldRow>, StoreError> {
+        const SQL: &str = concat!("SELECT ", hold_columns!(), " FROM holds ORDER BY pos");
+        self.db
+            .read(|conn| query_all(conn, SQL, [], hold_from_row).context("reading the legal holds"))
     }
 
     fn subject(&self, id: SubjectId) -> Result<Option<SubjectRow>, StoreError> {
@@ -464,6 +547,20 @@ fn apply(tx: &Transaction<'_>, mutation: Mutation) -> Result<u64, StoreError> {
             }
             Ok(0)
         }
+        Mutation::InsertHold(row) => {
+            insert_hold(tx, &row)?;
+            Ok(0)
+        }
+        Mutation::ReleaseHold { id, at } => {
+            let changed = tx
+                .prepare_cached(RELEASE_HOLD)
+                .and_then(|mut stmt| stmt.execute(params![id.as_bytes(), at.as_millis()]))
+                .with_context(|| format!("releasing hold {id}"))?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!("hold {id}")));
+            }
+            Ok(0)
+        }
         Mutation::InsertPolicyVersion(row) => {
             let purposes = encode_list(&row.fresh_consent_purposes, || {
                 "fresh-consent purposes of a policy version".to_owned()
@@ -483,6 +580,35 @@ fn apply(tx: &Transaction<'_>, mutation: Mutation) -> Result<u64, StoreError> {
             Ok(0)
         }
     }
+}
+
+/// Chains `events` after `stored_head` (read under the same write lock) and inserts them;
+/// returns the new head.
+fn append_audit(
+    tx: &Transaction<'_>,
+    stored_head: Option<Anchor>,
+    events: Vec<AuditEvent>,
+) -> Result<Anchor, StoreError> {
+    let mut chain = Chain::resume(stored_head.map(Into::into))
+        .map_err(|e| StoreError::Corrupt(format!("audit head in data.db: {e}")))?;
+    let entries = chain.append_batch(events);
+    let mut insert = tx
+        .prepare_cached(INSERT_AUDIT)
+        .context("preparing audit insert")?;
+    for entry in &entries {
+        insert_entry(&mut insert, entry)?;
+    }
+    Ok(chain.head())
+}
+
+/// The audit event for one swept record.
+fn swept_event(victim: &SweptRecord, now: Timestamp, actor: &str) -> AuditEvent {
+    AuditEvent::new(EventKind::RetentionDeleted, now.as_millis())
+        .with_actor(actor)
+        .with_subject(victim.subject.to_string())
+        .with_category(victim.category.clone())
+        .with_record(victim.id.to_string())
+        .with_rule(victim.rule.clone())
 }
 
 fn insert_consent(tx: &Transaction<'_>, row: &ConsentRow) -> Result<(), StoreError> {
@@ -547,6 +673,23 @@ fn update_subject(
     if changed == 0 {
         return Err(StoreError::NotFound(format!("subject {id}")));
     }
+    Ok(())
+}
+
+fn insert_hold(tx: &Transaction<'_>, row: &HoldRow) -> Result<(), StoreError> {
+    tx.prepare_cached(INSERT_HOLD)
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                row.id.as_bytes(),
+                row.subject.as_ref().map(SubjectId::as_bytes),
+                row.category,
+                row.reason,
+                row.created_at.as_millis(),
+                row.ends_at.map(Timestamp::as_millis),
+                row.released_at.map(Timestamp::as_millis),
+            ])
+        })
+        .with_context(|| format!("placing hold {}", row.id))?;
     Ok(())
 }
 
@@ -699,6 +842,46 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<RecordRow> {
         rule: row.get(7)?,
         expires_at: optional_timestamp(row, 8)?,
         statutory: row.get(9)?,
+    })
+}
+
+fn swept_from_row(row: &Row<'_>) -> rusqlite::Result<SweptRecord> {
+    Ok(SweptRecord {
+        id: RecordId::from_bytes(row.get(0)?),
+        subject: SubjectId::from_bytes(row.get(1)?),
+        category: row.get(2)?,
+        rule: row.get(3)?,
+        statutory: row.get(4)?,
+    })
+}
+
+fn hold_from_row(row: &Row<'_>) -> rusqlite::Result<HoldRow> {
+    Ok(HoldRow {
+        id: HoldId::from_bytes(row.get(0)?),
+        subject: row
+            .get::<_, Option<[u8; 16]>>(1)?
+            .map(SubjectId::from_bytes),
+        category: row.get(2)?,
+        reason: row.get(3)?,
+        created_at: timestamp(row, 4)?,
+        ends_at: optional_timestamp(row, 5)?,
+        released_at: optional_timestamp(row, 6)?,
+    })
+}
+
+fn expired_count_from_row(row: &Row<'_>) -> Result<ExpiredCount, StoreError> {
+    let count = |index: usize| -> Result<u64, StoreError> {
+        let count: i64 = row.get(index).context("reading an expired-record count")?;
+        u64::try_from(count)
+            .map_err(|_| StoreError::Corrupt(format!("expired-record count {count} is negative")))
+    };
+    Ok(ExpiredCount {
+        category: row
+            .get(0)
+            .context("reading the category of expired records")?,
+        rule: row.get(1).context("reading the rule of expired records")?,
+        due: count(2)?,
+        held: count(3)?,
     })
 }
 

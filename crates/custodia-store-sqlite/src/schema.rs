@@ -54,6 +54,10 @@ pub(crate) static DATA: Schema = Schema {
             version: 2,
             sql: include_str!("../migrations/data/002_consent_keys_policies.sql"),
         },
+        Migration {
+            version: 3,
+            sql: include_str!("../migrations/data/003_holds.sql"),
+        },
     ],
 };
 

@@ -15,12 +15,12 @@
 use std::sync::Arc;
 
 use custodia_audit::{AuditEvent, EventKind};
-use custodia_core::{ApiKeyId, ConsentId, KeyId, RecordId, SubjectId, Timestamp};
+use custodia_core::{ApiKeyId, ConsentId, HoldId, KeyId, RecordId, SubjectId, Timestamp};
 
 use crate::{
     ApiKeyRow, ConsentEventKind, ConsentRow, DataKeyKind, DataKeyRow, DataStore, EpochRow,
-    KeyStore, KeyStoreMeta, Mutation, PolicyVersionRow, RecordRow, StoreError, SubjectRow,
-    SubjectUpdate, WriteBatch,
+    ExpiredCount, HoldRow, KeyStore, KeyStoreMeta, Mutation, PolicyVersionRow, RecordRow,
+    StoreError, SubjectRow, SubjectUpdate, WriteBatch,
 };
 
 /// Opens another handle on the same databases.
@@ -92,6 +92,10 @@ macro_rules! conformance_tests {
             consent_ledger_keeps_every_event_in_order,
             api_keys_round_trip_and_revoke_once,
             policy_versions_are_kept_in_order,
+            holds_round_trip_and_release_once,
+            sweep_deletes_due_unheld_records_in_expiry_order_and_audits_each,
+            sweep_honours_subject_category_ended_and_released_holds,
+            concurrent_sweeps_from_two_handles_delete_each_record_once,
         );
     };
     (@cases $fresh:path; $($case:ident),+ $(,)?) => {
@@ -893,4 +897,324 @@ pub fn policy_versions_are_kept_in_order(h: Harness) {
         .commit(batch(vec![Mutation::InsertPolicyVersion(first)], vec![]))
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+}
+
+fn hold(subject: Option<SubjectId>, category: Option<&str>, ends_at: Option<i64>) -> HoldRow {
+    HoldRow {
+        id: HoldId::random().unwrap(),
+        subject,
+        category: category.map(str::to_owned),
+        reason: "case 2025-17: ünïcödé".to_owned(),
+        created_at: at(5),
+        ends_at: ends_at.map(at),
+        released_at: None,
+    }
+}
+
+/// A record of `category` for `subject` expiring at `expires`.
+fn expiring(subject: SubjectId, key: KeyId, category: &str, expires: i64) -> RecordRow {
+    let mut row = record_row(subject, key, category, 1);
+    row.expires_at = Some(at(expires));
+    row
+}
+
+fn retention_entries(data: &dyn DataStore) -> Vec<custodia_audit::AuditEntry> {
+    all_audit(data)
+        .into_iter()
+        .filter(|e| e.event.kind == EventKind::RetentionDeleted)
+        .collect()
+}
+
+/// Holds come back exactly, in placement order; releasing is idempotent and keeps the first
+/// time; releasing an unknown hold is not found; a duplicate id conflicts.
+pub fn holds_round_trip_and_release_once(h: Harness) {
+    assert!(h.data.holds().unwrap().is_empty());
+    let subject = SubjectId::random().unwrap();
+    let first = hold(Some(subject), Some("user.financial"), Some(50));
+    let second = hold(None, None, None);
+    h.data
+        .commit(batch(
+            vec![
+                Mutation::InsertHold(first.clone()),
+                Mutation::InsertHold(second.clone()),
+            ],
+            vec![],
+        ))
+        .unwrap();
+    assert_eq!(h.data.holds().unwrap(), vec![first.clone(), second.clone()]);
+    for when in [10, 20] {
+        h.data
+            .commit(batch(
+                vec![Mutation::ReleaseHold {
+                    id: second.id,
+                    at: at(when),
+                }],
+                vec![],
+            ))
+            .unwrap();
+    }
+    assert_eq!(h.data.holds().unwrap()[1].released_at, Some(at(10)));
+    assert_eq!(h.data.holds().unwrap()[0], first);
+    let err = h
+        .data
+        .commit(batch(
+            vec![Mutation::ReleaseHold {
+                id: HoldId::random().unwrap(),
+                at: at(1),
+            }],
+            vec![],
+        ))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let err = h
+        .data
+        .commit(batch(vec![Mutation::InsertHold(first)], vec![]))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(h.data.holds().unwrap().len(), 2);
+}
+
+/// The sweep deletes exactly the due records, oldest expiry first, at most `limit` per call,
+/// with one retention audit entry each naming the rule; a second sweep finds nothing.
+pub fn sweep_deletes_due_unheld_records_in_expiry_order_and_audits_each(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let alice = subject_row(key, 1);
+    let bob = subject_row(key, 2);
+    let late = expiring(alice.id, key, "user.device.device_id", 30_000);
+    let early = expiring(bob.id, key, "user.contact.email", 10_000);
+    let mut middle = expiring(alice.id, key, "user.financial", 20_000);
+    middle.statutory = true;
+    let future = expiring(alice.id, key, "user.contact.email", 90_000);
+    let pending = record_row(bob.id, key, "user.account", 1);
+    h.data
+        .commit(batch(
+            vec![
+                Mutation::InsertSubject(alice.clone()),
+                Mutation::InsertSubject(bob.clone()),
+                Mutation::InsertRecord(late.clone()),
+                Mutation::InsertRecord(early.clone()),
+                Mutation::InsertRecord(middle.clone()),
+                Mutation::InsertRecord(future.clone()),
+                Mutation::InsertRecord(pending.clone()),
+            ],
+            vec![event(EventKind::SubjectCreated, 1)],
+        ))
+        .unwrap();
+    let now = at(50_000);
+    assert!(h.data.sweep_expired(now, 0, "sweeper").unwrap().is_empty());
+    assert!(
+        h.data
+            .sweep_expired(at(9_999), 10, "sweeper")
+            .unwrap()
+            .is_empty()
+    );
+    let counts = h.data.count_expired(now).unwrap();
+    assert_eq!(counts.iter().map(|c| c.due).sum::<u64>(), 3);
+    assert!(counts.iter().all(|c| c.held == 0));
+    assert_eq!(
+        counts[0],
+        ExpiredCount {
+            category: "user.contact.email".to_owned(),
+            rule: "rule-user.contact.email".to_owned(),
+            due: 1,
+            held: 0,
+        }
+    );
+
+    let first = h.data.sweep_expired(now, 2, "sweeper").unwrap();
+    assert_eq!(
+        first.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![early.id, middle.id],
+        "oldest expiry first, at most the limit"
+    );
+    assert_eq!(first[0].subject, bob.id);
+    assert_eq!(first[0].category, early.category);
+    assert_eq!(first[0].rule, early.rule);
+    assert!(!first[0].statutory);
+    assert!(first[1].statutory);
+    let second = h.data.sweep_expired(now, 2, "sweeper").unwrap();
+    assert_eq!(
+        second.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![late.id]
+    );
+    assert!(h.data.sweep_expired(now, 2, "sweeper").unwrap().is_empty());
+    assert!(h.data.count_expired(now).unwrap().is_empty());
+    for gone in [&early, &middle, &late] {
+        assert_eq!(h.data.record(gone.id).unwrap(), None);
+    }
+    for kept in [&future, &pending] {
+        assert!(h.data.record(kept.id).unwrap().is_some());
+    }
+
+    let entries = all_audit(h.data.as_ref());
+    custodia_audit::verify(&entries).unwrap();
+    let swept = retention_entries(h.data.as_ref());
+    assert_eq!(swept.len(), 3, "one entry per deleted record");
+    for (entry, record) in swept.iter().zip([&early, &middle, &late]) {
+        assert_eq!(entry.event.record, Some(record.id.to_string()));
+        assert_eq!(entry.event.subject, Some(record.subject.to_string()));
+        assert_eq!(entry.event.category, Some(record.category.clone()));
+        assert_eq!(entry.event.rule, Some(record.rule.clone()));
+        assert_eq!(entry.event.actor.as_deref(), Some("sweeper"));
+        assert_eq!(entry.event.at, now.as_millis());
+    }
+}
+
+/// Holds scoped to a subject, to a category, or to both keep exactly what they name; ended and
+/// released holds keep nothing.
+pub fn sweep_honours_subject_category_ended_and_released_holds(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let alice = subject_row(key, 1);
+    let bob = subject_row(key, 2);
+    let carol = subject_row(key, 3);
+    let alice_email = expiring(alice.id, key, "user.contact.email", 100);
+    let alice_phone = expiring(alice.id, key, "user.contact.phone_number", 100);
+    let bob_email = expiring(bob.id, key, "user.contact.email", 100);
+    let bob_phone = expiring(bob.id, key, "user.contact.phone_number", 100);
+    let carol_device = expiring(carol.id, key, "user.device.device_id", 100);
+    let carol_phone = expiring(carol.id, key, "user.contact.phone_number", 100);
+    let by_subject = hold(Some(alice.id), None, None);
+    let by_category = hold(None, Some("user.contact.email"), None);
+    let by_both = hold(Some(carol.id), Some("user.device.device_id"), None);
+    let ended = hold(Some(bob.id), None, Some(500));
+    let released = hold(None, Some("user.contact.phone_number"), None);
+    let mut mutations: Vec<Mutation> = [&alice, &bob, &carol]
+        .into_iter()
+        .map(|s| Mutation::InsertSubject(s.clone()))
+        .collect();
+    mutations.extend(
+        [
+            &alice_email,
+            &alice_phone,
+            &bob_email,
+            &bob_phone,
+            &carol_device,
+            &carol_phone,
+        ]
+        .into_iter()
+        .map(|r| Mutation::InsertRecord(r.clone())),
+    );
+    mutations.extend(
+        [&by_subject, &by_category, &by_both, &ended, &released]
+            .into_iter()
+            .map(|hold| Mutation::InsertHold(hold.clone())),
+    );
+    mutations.push(Mutation::ReleaseHold {
+        id: released.id,
+        at: at(10),
+    });
+    h.data.commit(batch(mutations, vec![])).unwrap();
+
+    // Before the ended hold's end, it keeps bob's records too.
+    let before_end = at(400);
+    let counts = h.data.count_expired(before_end).unwrap();
+    assert_eq!(counts.iter().map(|c| c.held).sum::<u64>(), 5);
+    assert_eq!(counts.iter().map(|c| c.due).sum::<u64>(), 1);
+    let swept = h.data.sweep_expired(before_end, 100, "sweeper").unwrap();
+    assert_eq!(
+        swept.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![carol_phone.id],
+        "the released hold keeps nothing"
+    );
+
+    // At its end (`ends_at` is exclusive) the ended hold lets bob's phone go; the category hold
+    // still keeps bob's email.
+    let after_end = at(500);
+    let swept = h.data.sweep_expired(after_end, 100, "sweeper").unwrap();
+    assert_eq!(
+        swept.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![bob_phone.id]
+    );
+    assert!(
+        h.data
+            .sweep_expired(after_end, 100, "sweeper")
+            .unwrap()
+            .is_empty()
+    );
+    for kept in [&alice_email, &alice_phone, &bob_email, &carol_device] {
+        assert!(h.data.record(kept.id).unwrap().is_some());
+        let holds = h.data.holds().unwrap();
+        assert!(
+            holds
+                .iter()
+                .any(|hold| hold.applies(kept.subject, &kept.category, after_end)),
+            "HoldRow::applies agrees with the store"
+        );
+    }
+    let counts = h.data.count_expired(after_end).unwrap();
+    assert_eq!(counts.iter().map(|c| c.held).sum::<u64>(), 4);
+    assert_eq!(counts.iter().map(|c| c.due).sum::<u64>(), 0);
+
+    // Releasing everything lets the rest go.
+    h.data
+        .commit(batch(
+            [&by_subject, &by_category, &by_both]
+                .into_iter()
+                .map(|hold| Mutation::ReleaseHold {
+                    id: hold.id,
+                    at: at(600),
+                })
+                .collect(),
+            vec![],
+        ))
+        .unwrap();
+    let swept = h.data.sweep_expired(at(700), 100, "sweeper").unwrap();
+    assert_eq!(swept.len(), 4);
+    assert_eq!(h.data.count_records().unwrap(), 0);
+    assert_eq!(retention_entries(h.data.as_ref()).len(), 6);
+    custodia_audit::verify(all_audit(h.data.as_ref())).unwrap();
+}
+
+/// Two handles (two server instances) sweeping from several threads at once delete and audit
+/// every due record exactly once, and the chain stays whole.
+pub fn concurrent_sweeps_from_two_handles_delete_each_record_once(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let owner = subject_row(key, 1);
+    let mut mutations = vec![Mutation::InsertSubject(owner.clone())];
+    let due: Vec<RecordRow> = (0..120)
+        .map(|i| expiring(owner.id, key, "user.contact.email", 1_000 + i))
+        .collect();
+    mutations.extend(due.iter().cloned().map(Mutation::InsertRecord));
+    let kept = expiring(owner.id, key, "user.contact.email", 1_000_000);
+    mutations.push(Mutation::InsertRecord(kept.clone()));
+    h.data.commit(batch(mutations, vec![])).unwrap();
+    let (second, _) = (h.reopen)();
+    let handles: Vec<Arc<dyn DataStore>> = vec![h.data.clone(), second];
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let store = handles[t % 2].clone();
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                loop {
+                    let swept = store
+                        .sweep_expired(at(500_000), 7, &format!("sweeper-{t}"))
+                        .unwrap();
+                    if swept.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(swept.into_iter().map(|r| r.id));
+                }
+            })
+        })
+        .collect();
+    let mut swept: Vec<RecordId> = Vec::new();
+    for thread in threads {
+        swept.extend(thread.join().unwrap());
+    }
+    assert_eq!(swept.len(), due.len(), "each due record deleted once");
+    swept.sort();
+    swept.dedup();
+    assert_eq!(swept.len(), due.len(), "no record deleted twice");
+    assert_eq!(h.data.count_records().unwrap(), 1);
+    assert!(h.data.record(kept.id).unwrap().is_some());
+    let entries = all_audit(h.data.as_ref());
+    custodia_audit::verify(&entries).unwrap();
+    let mut audited: Vec<String> = retention_entries(h.data.as_ref())
+        .into_iter()
+        .filter_map(|e| e.event.record)
+        .collect();
+    assert_eq!(audited.len(), due.len(), "one audit entry per deletion");
+    audited.sort();
+    audited.dedup();
+    assert_eq!(audited.len(), due.len());
 }

@@ -19,7 +19,8 @@ pub mod conformance;
 pub use error::StoreError;
 pub use rows::{
     ApiKeyRow, CommitReceipt, ConsentEventKind, ConsentRow, DataKeyKind, DataKeyRow, EpochRow,
-    KeyStoreMeta, Mutation, PolicyVersionRow, RecordRow, SubjectRow, SubjectUpdate, WriteBatch,
+    ExpiredCount, HoldRow, KeyStoreMeta, Mutation, PolicyVersionRow, RecordRow, SubjectRow,
+    SubjectUpdate, SweptRecord, WriteBatch,
 };
 
 use custodia_audit::{Anchor, AuditEntry};
@@ -28,7 +29,7 @@ use custodia_core::{ApiKeyId, KeyId, RecordId, SubjectId, Timestamp};
 /// The data store's schema version this build writes (backends number the key store's and the
 /// keyring's schemas separately, each by its own migrations). A store at a newer version than a
 /// build knows is refused ([`StoreError::SchemaTooNew`]) rather than misread.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Subjects, encrypted records and the audit chain.
 pub trait DataStore: Send + Sync + std::fmt::Debug {
@@ -64,6 +65,27 @@ pub trait DataStore: Send + Sync + std::fmt::Debug {
 
     /// Records whose expiry is at or before `now`, oldest expiry first, at most `limit`.
     fn expired_records(&self, now: Timestamp, limit: usize) -> Result<Vec<RecordRow>, StoreError>;
+
+    /// Deletes up to `limit` records expired at `now` that no hold applies to (see
+    /// [`HoldRow::applies`]), oldest expiry first, and appends one
+    /// [`RetentionDeleted`](custodia_audit::EventKind::RetentionDeleted) entry per record (its
+    /// subject, category, id and rule, by `actor`, at `now`), all in one transaction: a crash
+    /// deletes and audits all of them or none. Two handles sweeping at once never take the same
+    /// record, so nothing is deleted or audited twice. Returns what was deleted, in order.
+    fn sweep_expired(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        actor: &str,
+    ) -> Result<Vec<SweptRecord>, StoreError>;
+
+    /// Expired records at `now` per category and rule, split into due (the next sweep deletes
+    /// them) and held, ordered by category then rule. Counts only: dry runs and reports read
+    /// no record.
+    fn count_expired(&self, now: Timestamp) -> Result<Vec<ExpiredCount>, StoreError>;
+
+    /// Every legal hold, released and ended ones too, in the order they were placed.
+    fn holds(&self) -> Result<Vec<HoldRow>, StoreError>;
 
     /// How many records the store holds (all subjects).
     fn count_records(&self) -> Result<u64, StoreError>;

@@ -3,7 +3,7 @@
 //! needs for retention and the gate without decrypting anything.
 
 use custodia_audit::{Anchor, AuditEvent};
-use custodia_core::{ApiKeyId, ConsentId, KeyId, RecordId, SubjectId, Timestamp};
+use custodia_core::{ApiKeyId, ConsentId, HoldId, KeyId, RecordId, SubjectId, Timestamp};
 
 /// A person whose data is held.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +116,81 @@ pub enum Mutation {
     },
     /// Records a published policy version; conflicts with an existing version label.
     InsertPolicyVersion(PolicyVersionRow),
+    /// Places a legal hold; conflicts with an existing id.
+    InsertHold(HoldRow),
+    /// Releases a legal hold (idempotent: the first release time stays); the hold must exist.
+    ReleaseHold {
+        /// Which hold.
+        id: HoldId,
+        /// When.
+        at: Timestamp,
+    },
+}
+
+/// A legal hold: suspends retention deletion for a subject, a category, or one category of one
+/// subject (both `None` holds everything). It names people only by pseudonymous id; `reason` is
+/// the operator's own text (a case number, a regulator's letter), never personal data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldRow {
+    /// The hold's id.
+    pub id: HoldId,
+    /// The subject it covers, or every subject.
+    pub subject: Option<SubjectId>,
+    /// The category it covers, or every category.
+    pub category: Option<String>,
+    /// Why (1 to 500 characters).
+    pub reason: String,
+    /// When it was placed.
+    pub created_at: Timestamp,
+    /// When it ends by itself, if it does.
+    pub ends_at: Option<Timestamp>,
+    /// When it was released, if it was.
+    pub released_at: Option<Timestamp>,
+}
+
+impl HoldRow {
+    /// Whether the hold keeps a record of `category` of `subject` at `now`: not released, not
+    /// ended, and matching the record's subject and category where it names them. The stores
+    /// evaluate the same condition in SQL when they sweep.
+    pub fn applies(&self, subject: SubjectId, category: &str, now: Timestamp) -> bool {
+        self.is_active(now)
+            && self.subject.is_none_or(|held| held == subject)
+            && self.category.as_deref().is_none_or(|held| held == category)
+    }
+
+    /// Whether the hold is in force at `now`: not released and not ended.
+    pub fn is_active(&self, now: Timestamp) -> bool {
+        self.released_at.is_none() && self.ends_at.is_none_or(|end| end > now)
+    }
+}
+
+/// A record the sweeper deleted, with what its audit entry says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweptRecord {
+    /// The record's id.
+    pub id: RecordId,
+    /// Whose it was.
+    pub subject: SubjectId,
+    /// Its category.
+    pub category: String,
+    /// The retention rule that expired it.
+    pub rule: String,
+    /// Whether it was statutory (kept through an erasure until this expiry).
+    pub statutory: bool,
+}
+
+/// Due records of one category and rule, as [`DataStore::count_expired`](crate::DataStore::count_expired)
+/// counts them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredCount {
+    /// The category.
+    pub category: String,
+    /// The retention rule.
+    pub rule: String,
+    /// Expired records no hold applies to: the next sweep deletes them.
+    pub due: u64,
+    /// Expired records a hold keeps.
+    pub held: u64,
 }
 
 /// What a consent-ledger event says. The ledger is append-only: the gate reads the latest

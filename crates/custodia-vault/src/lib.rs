@@ -30,6 +30,7 @@ pub mod profile;
 pub mod published;
 pub mod receipt;
 pub mod retention;
+pub mod sweep;
 pub mod vault;
 
 pub use api_keys::IssuedKey;
@@ -40,6 +41,7 @@ pub use keeper::Keeper;
 pub use keyring::RootKeySource;
 pub use profile::{NewSubject, SubjectProfile};
 pub use published::{PolicyState, Published};
+pub use sweep::SweepReport;
 pub use vault::{
     ErasureReport, NewRecord, Progress, RecordValue, RotationReport, Subject, Vault, WrittenRecord,
 };

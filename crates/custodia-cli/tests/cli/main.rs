@@ -9,4 +9,5 @@
 )]
 
 mod policy;
+mod sweep;
 mod vault;

@@ -24,10 +24,10 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use custodia_audit::{AuditEvent, EventKind};
-use custodia_core::{ConsentId, KeyId, SubjectId, Timestamp};
+use custodia_core::{ConsentId, HoldId, KeyId, RecordId, SubjectId, Timestamp};
 use custodia_store::conformance::Harness;
 use custodia_store::{
-    ConsentEventKind, ConsentRow, DataKeyKind, DataKeyRow, DataStore, EpochRow, KeyStore,
+    ConsentEventKind, ConsentRow, DataKeyKind, DataKeyRow, DataStore, EpochRow, HoldRow, KeyStore,
     KeyStoreMeta, Mutation, PolicyVersionRow, SCHEMA_VERSION, StoreError, SubjectRow, WriteBatch,
 };
 use custodia_store_postgres::{PgDataStore, PgKeyStore, PoolOptions, PostgresStores};
@@ -330,6 +330,7 @@ fn connect_split_puts_each_store_in_its_own_schema() {
             format!("{ns}_data.audit"),
             format!("{ns}_data.audit_head"),
             format!("{ns}_data.consent_events"),
+            format!("{ns}_data.holds"),
             format!("{ns}_data.policy_versions"),
             format!("{ns}_data.records"),
             format!("{ns}_data.schema_version"),
@@ -651,6 +652,103 @@ fn a_version_1_data_schema_is_migrated_on_connect() {
     // Connected again, it is current and migrates nothing more.
     let (data, _keys) = scratch.connect().unwrap();
     assert_eq!(data.consents_of(owner.id).unwrap(), [given]);
+    assert_eq!(
+        version_rows(&mut scratch.sql(), &schema),
+        current_versions("data")
+    );
+}
+
+/// A data schema left by the build before legal holds (version 2) is brought to the current
+/// version by the next connect, keeping what it held.
+#[test]
+fn a_version_2_data_schema_is_migrated_on_connect() {
+    let url = database_or_skip!("a_version_2_data_schema_is_migrated_on_connect");
+    let scratch = Scratch::new(&url);
+    drop(scratch.connect().unwrap());
+    let schema = scratch.schema("data");
+    let owner = subject_row();
+    let record = RecordId::random().unwrap();
+    {
+        // What that build's migrations did: the schema, its version table, migrations 001 and
+        // 002 and their version rows, in one transaction.
+        let mut sql = scratch.sql();
+        let mut tx = sql.transaction().unwrap();
+        tx.batch_execute(&format!(
+            "DROP SCHEMA \"{schema}\" CASCADE;
+             CREATE SCHEMA \"{schema}\";
+             CREATE TABLE \"{schema}\".schema_version (
+                 version    INTEGER     NOT NULL PRIMARY KEY CHECK (version >= 1),
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+             );
+             SET LOCAL search_path TO \"{schema}\";"
+        ))
+        .unwrap();
+        tx.batch_execute(include_str!("../../migrations/data/001_initial.sql"))
+            .unwrap();
+        tx.batch_execute(include_str!(
+            "../../migrations/data/002_consent_keys_policies.sql"
+        ))
+        .unwrap();
+        tx.batch_execute("INSERT INTO schema_version (version) VALUES (1), (2)")
+            .unwrap();
+        let (id, lookup, key): (&[u8], &[u8], &[u8]) =
+            (owner.id.as_bytes(), &owner.lookup, owner.key.as_bytes());
+        tx.execute(
+            "INSERT INTO subjects (id, lookup, profile, key, created_at, last_active_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &id,
+                &lookup,
+                &owner.profile,
+                &key,
+                &owner.created_at.as_millis(),
+                &owner.last_active_at.as_millis(),
+            ],
+        )
+        .unwrap();
+        let record_id: &[u8] = record.as_bytes();
+        tx.execute(
+            "INSERT INTO records (id, subject, category, purpose, key, collected_at, rule, \
+             expires_at, statutory, ciphertext) VALUES ($1, $2, 'user.contact.email', \
+             'account', $3, 1, 'email', 10, false, '\\x00')",
+            &[&record_id, &id, &key],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        assert!(!tables_of(&mut sql, &schema).contains(&"holds".to_owned()));
+    }
+
+    let (data, _keys) = scratch.connect().unwrap();
+    assert_eq!(
+        version_rows(&mut scratch.sql(), &schema),
+        current_versions("data")
+    );
+    assert_eq!(data.subject(owner.id).unwrap(), Some(owner.clone()));
+    let hold = HoldRow {
+        id: HoldId::random().unwrap(),
+        subject: Some(owner.id),
+        category: None,
+        reason: "litigation".to_owned(),
+        created_at: Timestamp::from_millis(2),
+        ends_at: None,
+        released_at: None,
+    };
+    data.commit(WriteBatch {
+        mutations: vec![Mutation::InsertHold(hold.clone())],
+        audit: vec![AuditEvent::new(EventKind::HoldPlaced, 2)],
+    })
+    .unwrap();
+    assert!(
+        data.sweep_expired(Timestamp::from_millis(20), 10, "t")
+            .unwrap()
+            .is_empty()
+    );
+    drop(data);
+
+    // Connected again, it is current and migrates nothing more.
+    let (data, _keys) = scratch.connect().unwrap();
+    assert_eq!(data.holds().unwrap(), [hold]);
+    assert!(data.record(record).unwrap().is_some(), "the hold keeps it");
     assert_eq!(
         version_rows(&mut scratch.sql(), &schema),
         current_versions("data")

@@ -13,10 +13,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use custodia_audit::{AuditEvent, EventKind};
-use custodia_core::{ApiKeyId, ConsentId, KeyId, RecordId, SubjectId, Timestamp};
+use custodia_core::{ApiKeyId, ConsentId, HoldId, KeyId, RecordId, SubjectId, Timestamp};
 use custodia_store::conformance::{Harness, Reopen};
 use custodia_store::{
-    ApiKeyRow, ConsentEventKind, ConsentRow, DataKeyKind, DataKeyRow, DataStore, EpochRow,
+    ApiKeyRow, ConsentEventKind, ConsentRow, DataKeyKind, DataKeyRow, DataStore, EpochRow, HoldRow,
     KeyStore, KeyStoreMeta, Mutation, PolicyVersionRow, RecordRow, SCHEMA_VERSION, StoreError,
     SubjectRow, WriteBatch,
 };
@@ -191,6 +191,7 @@ fn data_and_keys_live_in_separate_files() {
             "api_keys",
             "audit",
             "consent_events",
+            "holds",
             "policy_versions",
             "records",
             "subjects"
@@ -348,6 +349,80 @@ fn a_version_1_data_store_is_migrated_on_open() {
     let (data, _keys) = SqliteStores::open_existing(dir.path()).unwrap();
     assert_eq!(data.consents_of(owner.id).unwrap(), [given]);
     assert_eq!(data.settings().unwrap().schema_version, SCHEMA_VERSION);
+}
+
+/// A `data.db` left by the build before legal holds (schema version 2) is brought to the
+/// current version when the directory is next opened, keeping what it held.
+#[test]
+fn a_version_2_data_store_is_migrated_on_open() {
+    let dir = new_dir();
+    drop(SqliteStores::open(dir.path()).unwrap());
+    let data_path = dir.path().join(DATA_FILE);
+    remove_db(&data_path);
+    let owner = subject(vec![7; 16]);
+    let record = RecordId::random().unwrap();
+    {
+        // What that build's migrations did: 001 and 002 and the version stamp, in one
+        // transaction, on a WAL file.
+        let mut conn = raw(&data_path);
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        let tx = conn.transaction().unwrap();
+        tx.execute_batch(include_str!("../../migrations/data/001_initial.sql"))
+            .unwrap();
+        tx.execute_batch(include_str!(
+            "../../migrations/data/002_consent_keys_policies.sql"
+        ))
+        .unwrap();
+        tx.pragma_update(None, "user_version", 2).unwrap();
+        tx.execute(
+            "INSERT INTO subjects (id, lookup, profile, key, created_at, last_active_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            rusqlite::params![
+                owner.id.as_bytes(),
+                owner.lookup,
+                owner.profile,
+                owner.key.as_bytes(),
+                owner.created_at.as_millis(),
+                owner.last_active_at.as_millis(),
+            ],
+        )
+        .unwrap();
+        tx.execute(
+            "INSERT INTO records (id, subject, category, purpose, key, collected_at, rule, \
+             expires_at, statutory, ciphertext) VALUES (?1, ?2, 'user.contact.email', \
+             'account', ?3, 1, 'email', 10, 0, x'00')",
+            rusqlite::params![record.as_bytes(), owner.id.as_bytes(), owner.key.as_bytes()],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    assert!(!tables(&data_path).contains(&"holds".to_owned()));
+
+    let (data, _keys) = SqliteStores::open_existing(dir.path()).unwrap();
+    assert_eq!(data.settings().unwrap().schema_version, SCHEMA_VERSION);
+    assert_eq!(data.subject(owner.id).unwrap(), Some(owner.clone()));
+    let hold = HoldRow {
+        id: HoldId::random().unwrap(),
+        subject: Some(owner.id),
+        category: None,
+        reason: "litigation".to_owned(),
+        created_at: at(2),
+        ends_at: None,
+        released_at: None,
+    };
+    data.commit(WriteBatch {
+        mutations: vec![Mutation::InsertHold(hold.clone())],
+        audit: vec![AuditEvent::new(EventKind::HoldPlaced, 2)],
+    })
+    .unwrap();
+    assert!(data.sweep_expired(at(20), 10, "t").unwrap().is_empty());
+    drop(data);
+
+    // Opened again, it is current and migrates nothing more.
+    let (data, _keys) = SqliteStores::open_existing(dir.path()).unwrap();
+    assert_eq!(data.holds().unwrap(), [hold]);
+    assert_eq!(data.settings().unwrap().schema_version, SCHEMA_VERSION);
+    assert!(data.record(record).unwrap().is_some(), "the hold keeps it");
 }
 
 #[test]

@@ -13,4 +13,5 @@ mod canary;
 mod consent;
 mod erasure;
 mod records;
+mod retention;
 mod rotation;
