@@ -13,7 +13,7 @@ use postgres::types::{ToSql, Type};
 use postgres::{GenericClient, Row, Transaction};
 
 use crate::decode::{bytes_n, column, opt_bytes_n};
-use crate::error::{Context, limit, pg_error, to_i64};
+use crate::error::{Context, insert_error, limit, pg_error, to_i64};
 use crate::pool::{Pool, StatementCache};
 use crate::schema;
 use crate::{Namespace, open_schema};
@@ -405,14 +405,11 @@ impl PgDataStore {
                         ],
                     )
                     .map_err(|e| {
-                        if e.as_db_error().and_then(|db| db.constraint()) == Some("api_keys_pkey") {
-                            StoreError::Conflict(format!(
-                                "inserting API key {}: the key already exists",
-                                row.id
-                            ))
-                        } else {
-                            pg_error(&e, &format!("inserting API key {}", row.id))
-                        }
+                        insert_error(
+                            &e,
+                            "api_keys_pkey",
+                            &format!("inserting API key {}", row.id),
+                        )
                     })?;
                 Ok(0)
             }
@@ -444,14 +441,7 @@ impl PgDataStore {
                         ],
                     )
                     .map_err(|e| {
-                        if e.as_db_error().and_then(|db| db.constraint()) == Some("holds_pkey") {
-                            StoreError::Conflict(format!(
-                                "placing hold {}: the hold already exists",
-                                row.id
-                            ))
-                        } else {
-                            pg_error(&e, &format!("placing hold {}", row.id))
-                        }
+                        insert_error(&e, "holds_pkey", &format!("placing hold {}", row.id))
                     })?;
                 Ok(0)
             }
@@ -479,17 +469,7 @@ impl PgDataStore {
                         ],
                     )
                     .map_err(|e| {
-                        if e.as_db_error().and_then(|db| db.constraint())
-                            == Some("policy_versions_pkey")
-                        {
-                            StoreError::Conflict(
-                                "publishing a policy version: a version of that label is \
-                                 already published"
-                                    .to_owned(),
-                            )
-                        } else {
-                            pg_error(&e, "publishing a policy version")
-                        }
+                        insert_error(&e, "policy_versions_pkey", "publishing a policy version")
                     })?;
                 Ok(0)
             }
@@ -792,13 +772,8 @@ fn insert_record(
         .map_err(|e| {
             if is_foreign_key_violation(&e) {
                 StoreError::NotFound(format!("subject {} of record {}", row.subject, row.id))
-            } else if e.as_db_error().and_then(|db| db.constraint()) == Some("records_pkey") {
-                StoreError::Conflict(format!(
-                    "inserting record {}: the record already exists",
-                    row.id
-                ))
             } else {
-                pg_error(&e, &format!("inserting record {}", row.id))
+                insert_error(&e, "records_pkey", &format!("inserting record {}", row.id))
             }
         })?;
     Ok(())
@@ -831,14 +806,11 @@ fn insert_consent(
             ],
         )
         .map_err(|e| {
-            if e.as_db_error().and_then(|db| db.constraint()) == Some("consent_events_pkey") {
-                StoreError::Conflict(format!(
-                    "appending consent event {}: the event already exists",
-                    row.id
-                ))
-            } else {
-                pg_error(&e, &format!("appending consent event {}", row.id))
-            }
+            insert_error(
+                &e,
+                "consent_events_pkey",
+                &format!("appending consent event {}", row.id),
+            )
         })?;
     if inserted == 0 {
         return Err(StoreError::NotFound(format!(

@@ -26,6 +26,16 @@ pub(crate) fn pg_error(err: &postgres::Error, context: &str) -> StoreError {
     StoreError::Backend(format!("{context}: {}", chain(err)))
 }
 
+/// An insert's failure: a violation of the table's primary key (`pkey`, the constraint's name) is a
+/// conflict over `what`; anything else is mapped as [`pg_error`] maps it.
+pub(crate) fn insert_error(err: &postgres::Error, pkey: &str, what: &str) -> StoreError {
+    if err.as_db_error().and_then(|db| db.constraint()) == Some(pkey) {
+        StoreError::Conflict(format!("{what}: it already exists"))
+    } else {
+        pg_error(err, what)
+    }
+}
+
 fn db_error(db: &DbError, context: &str) -> StoreError {
     let code = db.code().code();
     let what = describe(db);

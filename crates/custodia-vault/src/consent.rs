@@ -100,12 +100,20 @@ impl Vault {
                 ));
             }
         }
-        let history = self.core.data.policy_versions()?;
         let policy_version = new
             .policy_version
             .clone()
             .unwrap_or_else(|| policy.version.get_ref().clone());
-        if !history.iter().any(|v| v.version == policy_version) {
+        // The labels known when the policy was last loaded answer almost every event; only an
+        // unknown one (perhaps just published by another instance) is looked up in the store.
+        let published = state.versions.contains(&policy_version)
+            || self
+                .core
+                .data
+                .policy_versions()?
+                .iter()
+                .any(|v| v.version == policy_version);
+        if !published {
             return Err(invalid(
                 "policy_version",
                 format!("version `{policy_version}` was never published"),

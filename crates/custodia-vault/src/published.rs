@@ -23,6 +23,8 @@ pub struct PolicyState {
     pub source: String,
     /// The gate's index, with fresh-consent cutoffs from the whole history.
     pub index: GateIndex,
+    /// Every version label published so far, oldest first.
+    pub versions: Vec<String>,
 }
 
 /// What publishing a version did.
@@ -80,6 +82,7 @@ fn state(checked: CheckedPolicy, history: &[PolicyVersionRow]) -> PolicyState {
         policy: Arc::new(checked.policy),
         source: checked.source.text,
         index,
+        versions: history.iter().map(|row| row.version.clone()).collect(),
     }
 }
 

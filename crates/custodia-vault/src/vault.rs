@@ -368,14 +368,13 @@ impl Vault {
         Ok(self.core.data.subject_by_lookup(&lookup)?.map(|row| row.id))
     }
 
-    /// Checks that `purpose` exists and covers `category`, and that `category` is declared.
-    fn check_use(&self, category: &str, purpose: &str) -> Result<(), VaultError> {
-        let state = self.state();
-        if state.policy.category(category).is_none() {
+    /// Checks, under `policy`, that `purpose` exists and covers `category`, and that `category`
+    /// is declared. Callers pass one snapshot for a whole batch.
+    fn check_use(policy: &Policy, category: &str, purpose: &str) -> Result<(), VaultError> {
+        if policy.category(category).is_none() {
             return Err(VaultError::UnknownCategory(category.to_owned()));
         }
-        let declared = state
-            .policy
+        let declared = policy
             .purpose(purpose)
             .ok_or_else(|| VaultError::UnknownPurpose(purpose.to_owned()))?;
         if !declared.categories.iter().any(|c| c.get_ref() == category) {
@@ -445,7 +444,7 @@ impl Vault {
             (String, u64),
         > = std::collections::BTreeMap::new();
         for (subject_id, record) in items {
-            self.check_use(record.category, record.purpose)?;
+            Self::check_use(&policy, record.category, record.purpose)?;
             let governing = retention::rule_for(&policy, record.category)
                 .ok_or_else(|| VaultError::UnknownCategory(record.category.to_owned()))?;
             let statutory = governing.rule.statutory;
@@ -552,7 +551,8 @@ impl Vault {
         purpose: &str,
         actor: &str,
     ) -> Result<Vec<RecordValue>, VaultError> {
-        self.check_use(category, purpose)?;
+        let policy = self.policy();
+        Self::check_use(&policy, category, purpose)?;
         let row = self
             .core
             .data
