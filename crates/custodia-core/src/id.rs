@@ -63,6 +63,20 @@ pub struct Id<K> {
     kind: PhantomData<K>,
 }
 
+/// Marks media-object ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MediaKind {}
+impl IdKind for MediaKind {
+    const PREFIX: &'static str = "med";
+}
+
+/// Marks processing-lease ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LeaseKind {}
+impl IdKind for LeaseKind {
+    const PREFIX: &'static str = "lease";
+}
+
 /// A subject's id.
 pub type SubjectId = Id<SubjectKind>;
 /// A record's id.
@@ -75,6 +89,10 @@ pub type ConsentId = Id<ConsentKind>;
 pub type ApiKeyId = Id<ApiKeyKind>;
 /// A legal hold's id.
 pub type HoldId = Id<HoldKind>;
+/// A media object's id.
+pub type MediaId = Id<MediaKind>;
+/// A processing lease's id.
+pub type LeaseId = Id<LeaseKind>;
 
 /// Text that is not an id of the expected kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

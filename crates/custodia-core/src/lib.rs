@@ -7,5 +7,7 @@ pub mod id;
 pub mod time;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use id::{ApiKeyId, ConsentId, HoldId, Id, IdError, KeyId, RecordId, SubjectId};
+pub use id::{
+    ApiKeyId, ConsentId, HoldId, Id, IdError, KeyId, LeaseId, MediaId, RecordId, SubjectId,
+};
 pub use time::{CalendarUnit, Timestamp, TimestampError};

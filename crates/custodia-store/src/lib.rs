@@ -19,17 +19,17 @@ pub mod conformance;
 pub use error::StoreError;
 pub use rows::{
     ApiKeyRow, CommitReceipt, ConsentEventKind, ConsentRow, DataKeyKind, DataKeyRow, EpochRow,
-    ExpiredCount, HoldRow, KeyStoreMeta, Mutation, PolicyVersionRow, RecordRow, SubjectRow,
-    SubjectUpdate, SweptRecord, WriteBatch,
+    ExpiredCount, HoldRow, KeyStoreMeta, LeaseRow, MediaRow, MediaState, MediaUpdate, Mutation,
+    PolicyVersionRow, RecordRow, SubjectRow, SubjectUpdate, SweptMedia, SweptRecord, WriteBatch,
 };
 
 use custodia_audit::{Anchor, AuditEntry};
-use custodia_core::{ApiKeyId, KeyId, RecordId, SubjectId, Timestamp};
+use custodia_core::{ApiKeyId, KeyId, MediaId, RecordId, SubjectId, Timestamp};
 
 /// The data store's schema version this build writes (backends number the key store's and the
 /// keyring's schemas separately, each by its own migrations). A store at a newer version than a
 /// build knows is refused ([`StoreError::SchemaTooNew`]) rather than misread.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Subjects, encrypted records and the audit chain.
 pub trait DataStore: Send + Sync + std::fmt::Debug {
@@ -79,10 +79,44 @@ pub trait DataStore: Send + Sync + std::fmt::Debug {
         actor: &str,
     ) -> Result<Vec<SweptRecord>, StoreError>;
 
-    /// Expired records at `now` per category and rule, split into due (the next sweep deletes
-    /// them) and held, ordered by category then rule. Counts only: dry runs and reports read
-    /// no record.
+    /// Expired records and media objects (stored or processed) at `now` per category and rule,
+    /// split into due (the next sweep deletes them) and held, ordered by category then rule.
+    /// Counts only: dry runs and reports read no record.
     fn count_expired(&self, now: Timestamp) -> Result<Vec<ExpiredCount>, StoreError>;
+
+    /// A media object by id.
+    fn media(&self, id: MediaId) -> Result<Option<MediaRow>, StoreError>;
+
+    /// A subject's media objects, oldest first, optionally of one category.
+    fn media_of(
+        &self,
+        subject: SubjectId,
+        category: Option<&str>,
+    ) -> Result<Vec<MediaRow>, StoreError>;
+
+    /// Media objects in `state` registered at or before `before`, oldest first, at most
+    /// `limit`: the sweeper finishes [`MediaState::Deleting`] ones and cleans up abandoned
+    /// [`MediaState::Pending`] uploads with it.
+    fn media_in_state(
+        &self,
+        state: MediaState,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<MediaRow>, StoreError>;
+
+    /// Claims up to `limit` media objects expired at `now` (state stored or processed, expiry
+    /// at or before `now`) that no hold applies to, oldest expiry first: in one transaction each
+    /// becomes [`MediaState::Deleting`] with its wrapped key emptied and its lease cleared, and
+    /// gets one [`RetentionDeleted`](custodia_audit::EventKind::RetentionDeleted) entry (its
+    /// subject, category, id and rule, by `actor`, at `now`). Two handles claiming at once
+    /// never take the same object. Returns what was claimed, in order; the caller deletes the
+    /// bytes and then the rows.
+    fn claim_expired_media(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        actor: &str,
+    ) -> Result<Vec<SweptMedia>, StoreError>;
 
     /// Every legal hold, released and ended ones too, in the order they were placed.
     fn holds(&self) -> Result<Vec<HoldRow>, StoreError>;

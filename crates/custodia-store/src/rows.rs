@@ -3,7 +3,9 @@
 //! needs for retention and the gate without decrypting anything.
 
 use custodia_audit::{Anchor, AuditEvent};
-use custodia_core::{ApiKeyId, ConsentId, HoldId, KeyId, RecordId, SubjectId, Timestamp};
+use custodia_core::{
+    ApiKeyId, ConsentId, HoldId, KeyId, LeaseId, MediaId, RecordId, SubjectId, Timestamp,
+};
 
 /// A person whose data is held.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,8 +82,8 @@ pub enum Mutation {
     },
     /// Inserts a record; conflicts with an existing id.
     InsertRecord(RecordRow),
-    /// Sets the expiry of a subject's records governed by `rule` that have none yet (the rule's
-    /// trigger has happened).
+    /// Sets the expiry of a subject's records and media objects governed by `rule` that have
+    /// none yet (the rule's trigger has happened).
     SetExpiry {
         /// Whose records.
         subject: SubjectId,
@@ -125,6 +127,151 @@ pub enum Mutation {
         /// When.
         at: Timestamp,
     },
+    /// Registers a media object (normally [`MediaState::Pending`], before its bytes are put);
+    /// conflicts with an existing id. The subject must exist.
+    InsertMedia(MediaRow),
+    /// Changes a media object's lifecycle fields; the object must exist.
+    UpdateMedia {
+        /// Which object.
+        id: MediaId,
+        /// What changes.
+        update: MediaUpdate,
+    },
+    /// Deletes a media row; a missing row is not an error (deletions are idempotent). The
+    /// object's bytes are the media layer's to delete, before or after.
+    DeleteMedia(MediaId),
+}
+
+/// Where a media object is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaState {
+    /// Registered, bytes being uploaded. A pending row older than any upload can take is an
+    /// abandoned upload (the process died): the sweeper deletes its bytes, if any, and the row.
+    Pending,
+    /// Uploaded and readable.
+    Stored,
+    /// Processing completed (the trigger of `processed` retention rules has happened).
+    Processed,
+    /// Claimed for deletion: its wrapped key is already destroyed (crypto-shredded) and the
+    /// deletion audited; the bytes and the row go next. A crash in between leaves the object in
+    /// this state, and the next sweep finishes it.
+    Deleting,
+}
+
+impl MediaState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Stored => "stored",
+            Self::Processed => "processed",
+            Self::Deleting => "deleting",
+        }
+    }
+
+    /// From the stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "pending" => Self::Pending,
+            "stored" => Self::Stored,
+            "processed" => Self::Processed,
+            "deleting" => Self::Deleting,
+            _ => return None,
+        })
+    }
+}
+
+/// A processing lease on a media object: one service key may process it, for one purpose,
+/// until `expires_at`. An expired lease is as if there were none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRow {
+    /// The lease's id.
+    pub id: LeaseId,
+    /// The API key that holds it.
+    pub holder: ApiKeyId,
+    /// The purpose the gate allowed it for.
+    pub purpose: String,
+    /// When it was granted.
+    pub granted_at: Timestamp,
+    /// When it lapses by itself.
+    pub expires_at: Timestamp,
+}
+
+/// One media object: its bytes live in object storage, sealed under a key of its own that is
+/// wrapped by its subject's data key; this row holds that wrapped key and the object's
+/// lifecycle. Nothing in it is personal data in clear: ids, policy keys, sizes, times, and a
+/// content type constrained to a MIME token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaRow {
+    /// The object's id.
+    pub id: MediaId,
+    /// Whose it is.
+    pub subject: SubjectId,
+    /// The policy category key.
+    pub category: String,
+    /// The purpose it was collected for.
+    pub purpose: String,
+    /// The subject data key that wraps the object key.
+    pub key: KeyId,
+    /// The object key, wrapped (bound to the object id); empty once the object is shredded.
+    pub wrapped_key: Vec<u8>,
+    /// Where the sealed bytes are in object storage.
+    pub location: String,
+    /// The content type the uploader declared (`image/jpeg`).
+    pub content_type: String,
+    /// Plaintext length in bytes (0 while pending).
+    pub size: u64,
+    /// Sealed length in bytes (0 while pending).
+    pub stored_size: u64,
+    /// Lifecycle state.
+    pub state: MediaState,
+    /// The input this object is an output of, if it is one.
+    pub parent: Option<MediaId>,
+    /// When it was registered.
+    pub created_at: Timestamp,
+    /// When processing completed.
+    pub processed_at: Option<Timestamp>,
+    /// The retention rule that governs it.
+    pub rule: String,
+    /// When it expires; `None` while its rule's trigger has not happened.
+    pub expires_at: Option<Timestamp>,
+    /// Kept through an erasure, storage-only, until its own expiry.
+    pub statutory: bool,
+    /// The current lease, if any (it may have expired).
+    pub lease: Option<LeaseRow>,
+}
+
+/// Changes to a media row; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaUpdate {
+    /// New state.
+    pub state: Option<MediaState>,
+    /// Plaintext and sealed sizes, set when the upload completes.
+    pub sizes: Option<(u64, u64)>,
+    /// New expiry.
+    pub expires_at: Option<Timestamp>,
+    /// When processing completed.
+    pub processed_at: Option<Timestamp>,
+    /// `Some(Some(lease))` grants a lease, `Some(None)` clears it.
+    pub lease: Option<Option<LeaseRow>>,
+    /// `true` empties the wrapped key (crypto-shreds the object).
+    pub shred: bool,
+}
+
+/// A media object the sweeper claimed for deletion (now [`MediaState::Deleting`], key
+/// shredded, deletion audited), with what its audit entry says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweptMedia {
+    /// The object's id.
+    pub id: MediaId,
+    /// Whose it was.
+    pub subject: SubjectId,
+    /// Its category.
+    pub category: String,
+    /// The rule that expired it.
+    pub rule: String,
+    /// Where its bytes are, for the media layer to delete.
+    pub location: String,
 }
 
 /// A legal hold: suspends retention deletion for a subject, a category, or one category of one
