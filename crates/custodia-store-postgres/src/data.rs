@@ -1,12 +1,14 @@
-//! [`PgDataStore`]: subjects, encrypted records, the consent ledger, API keys, published policy
-//! versions, legal holds and the audit chain in `{namespace}_data`.
+//! [`PgDataStore`]: subjects, encrypted records, media objects, the consent ledger, API keys,
+//! published policy versions, legal holds and the audit chain in `{namespace}_data`.
 
 use custodia_audit::{Anchor, AuditEntry, AuditEvent, Chain, EventKind};
-use custodia_core::{ApiKeyId, ConsentId, HoldId, KeyId, RecordId, SubjectId, Timestamp};
+use custodia_core::{
+    ApiKeyId, ConsentId, HoldId, KeyId, LeaseId, MediaId, RecordId, SubjectId, Timestamp,
+};
 use custodia_store::{
     ApiKeyRow, CommitReceipt, ConsentEventKind, ConsentRow, DataStore, ExpiredCount, HoldRow,
-    Mutation, PolicyVersionRow, RecordRow, StoreError, SubjectRow, SubjectUpdate, SweptRecord,
-    WriteBatch,
+    LeaseRow, MediaRow, MediaState, MediaUpdate, Mutation, PolicyVersionRow, RecordRow, StoreError,
+    SubjectRow, SubjectUpdate, SweptMedia, SweptRecord, WriteBatch,
 };
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
@@ -38,12 +40,21 @@ const API_KEY_COLUMNS: &str = "id, name, secret_hash, admin, purposes, created_a
 const POLICY_VERSION_COLUMNS: &str = "version, published_at, fresh_consent_purposes, source";
 /// Columns of `holds`, in the order [`hold_from_row`] reads them.
 const HOLD_COLUMNS: &str = "id, subject, category, reason, created_at, ends_at, released_at";
-/// Whether a hold in force at `$1` covers the record `r`: the same condition as
-/// `HoldRow::applies`, in SQL so the sweeper decides in the statement that locks its victims.
+/// Columns of `media`, in the order [`media_from_row`] reads them.
+const MEDIA_COLUMNS: &str = "id, subject, category, purpose, key, wrapped_key, location, \
+    content_type, size, stored_size, state, parent, created_at, processed_at, rule, expires_at, \
+    statutory, lease_id, lease_holder, lease_purpose, lease_granted_at, lease_expires_at";
+/// Whether a hold in force at `$1` covers the record `r` (or the media object `m`, once `r.` is
+/// replaced): the same condition as `HoldRow::applies`, in SQL so the sweeper decides in the
+/// statement that locks its victims.
 const HELD: &str = "EXISTS (SELECT 1 FROM {s}.holds h WHERE h.released_at IS NULL \
      AND (h.ends_at IS NULL OR h.ends_at > $1) \
      AND (h.subject IS NULL OR h.subject = r.subject) \
      AND (h.category IS NULL OR h.category = r.category))";
+/// Media objects whose expiry counts: stored or processed ones (a pending upload is not yet
+/// data, a deleting one is already claimed), aliased `m`, expired at `$1`.
+const EXPIRED_MEDIA: &str =
+    "m.state IN ('stored', 'processed') AND m.expires_at IS NOT NULL AND m.expires_at <= $1";
 /// Columns of `audit`, in the order [`entry_from_row`] reads them and entries are written.
 const AUDIT_COLUMNS: &str = "seq, prev_hash, hash, kind, at, actor, subject, category, purpose, record, outcome, reasons, rule";
 /// The types of [`AUDIT_COLUMNS`], for binary `COPY`.
@@ -102,10 +113,22 @@ struct Sql {
     sweep_victims: String,
     sweep_delete: String,
     count_expired: String,
+    insert_media: String,
+    update_media: String,
+    delete_media: String,
+    set_media_expiry: String,
+    media: String,
+    media_of: String,
+    media_of_category: String,
+    media_in_state: String,
+    claim_victims: String,
+    claim_media: String,
 }
 
 impl Sql {
     fn new(s: &str) -> Self {
+        let held = HELD.replace("{s}", s);
+        let media_held = held.replace("= r.", "= m.");
         Self {
             insert_subject: format!(
                 "INSERT INTO {s}.subjects ({SUBJECT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -202,17 +225,70 @@ impl Sql {
             sweep_victims: format!(
                 "SELECT r.id, r.subject, r.category, r.rule, r.statutory FROM {s}.records r \
                  WHERE r.expires_at IS NOT NULL AND r.expires_at <= $1 AND NOT {held} \
-                 ORDER BY r.expires_at, r.pos LIMIT $2 FOR UPDATE OF r SKIP LOCKED",
-                held = HELD.replace("{s}", s)
+                 ORDER BY r.expires_at, r.pos LIMIT $2 FOR UPDATE OF r SKIP LOCKED"
             ),
             sweep_delete: format!("DELETE FROM {s}.records WHERE id = ANY($1)"),
             count_expired: format!(
                 "SELECT category, rule, count(*) FILTER (WHERE NOT held), \
                  count(*) FILTER (WHERE held) \
                  FROM (SELECT r.category, r.rule, {held} AS held FROM {s}.records r \
-                 WHERE r.expires_at IS NOT NULL AND r.expires_at <= $1) AS due \
-                 GROUP BY category, rule ORDER BY category, rule",
-                held = HELD.replace("{s}", s)
+                 WHERE r.expires_at IS NOT NULL AND r.expires_at <= $1 \
+                 UNION ALL SELECT m.category, m.rule, {media_held} AS held FROM {s}.media m \
+                 WHERE {EXPIRED_MEDIA}) AS due \
+                 GROUP BY category, rule ORDER BY category, rule"
+            ),
+            insert_media: format!(
+                "INSERT INTO {s}.media ({MEDIA_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+                 $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+            ),
+            // COALESCE keeps a column when its update field is `None`; the lease columns change
+            // together when $7 says the lease changes (to $8..$12, all NULL to clear it), and
+            // $13 empties the key.
+            update_media: format!(
+                "UPDATE {s}.media SET state = COALESCE($2::text, state), \
+                 size = COALESCE($3::bigint, size), \
+                 stored_size = COALESCE($4::bigint, stored_size), \
+                 expires_at = COALESCE($5::bigint, expires_at), \
+                 processed_at = COALESCE($6::bigint, processed_at), \
+                 lease_id = CASE WHEN $7::boolean THEN $8::bytea ELSE lease_id END, \
+                 lease_holder = CASE WHEN $7 THEN $9::bytea ELSE lease_holder END, \
+                 lease_purpose = CASE WHEN $7 THEN $10::text ELSE lease_purpose END, \
+                 lease_granted_at = CASE WHEN $7 THEN $11::bigint ELSE lease_granted_at END, \
+                 lease_expires_at = CASE WHEN $7 THEN $12::bigint ELSE lease_expires_at END, \
+                 wrapped_key = CASE WHEN $13::boolean THEN ''::bytea ELSE wrapped_key END \
+                 WHERE id = $1"
+            ),
+            delete_media: format!("DELETE FROM {s}.media WHERE id = $1"),
+            set_media_expiry: format!(
+                "UPDATE {s}.media SET expires_at = $3 \
+                 WHERE subject = $1 AND rule = $2 AND expires_at IS NULL"
+            ),
+            media: format!("SELECT {MEDIA_COLUMNS} FROM {s}.media WHERE id = $1"),
+            media_of: format!(
+                "SELECT {MEDIA_COLUMNS} FROM {s}.media WHERE subject = $1 \
+                 ORDER BY created_at, pos"
+            ),
+            media_of_category: format!(
+                "SELECT {MEDIA_COLUMNS} FROM {s}.media WHERE subject = $1 AND category = $2 \
+                 ORDER BY created_at, pos"
+            ),
+            media_in_state: format!(
+                "SELECT {MEDIA_COLUMNS} FROM {s}.media WHERE state = $1 AND created_at <= $2 \
+                 ORDER BY created_at, pos LIMIT $3"
+            ),
+            // SKIP LOCKED, as for records: a second instance claiming at the same time passes
+            // over the objects this one has locked and takes the next due ones.
+            claim_victims: format!(
+                "SELECT m.id, m.subject, m.category, m.rule, m.location FROM {s}.media m \
+                 WHERE {EXPIRED_MEDIA} AND NOT {media_held} \
+                 ORDER BY m.expires_at, m.pos LIMIT $2 FOR UPDATE OF m SKIP LOCKED"
+            ),
+            // Shreds the key and drops the lease along with the state change: a deleting object
+            // can be neither read nor processed again.
+            claim_media: format!(
+                "UPDATE {s}.media SET state = 'deleting', wrapped_key = ''::bytea, \
+                 lease_id = NULL, lease_holder = NULL, lease_purpose = NULL, \
+                 lease_granted_at = NULL, lease_expires_at = NULL WHERE id = ANY($1)"
             ),
         }
     }
@@ -345,6 +421,15 @@ impl PgDataStore {
                 statements
                     .execute(tx, &sql.set_expiry, &[&id, rule, &expires_at.as_millis()])
                     .with_context(|| format!("setting the expiry of rule {rule} for {subject}"))?;
+                statements
+                    .execute(
+                        tx,
+                        &sql.set_media_expiry,
+                        &[&id, rule, &expires_at.as_millis()],
+                    )
+                    .with_context(|| {
+                        format!("setting the media expiry of rule {rule} for {subject}")
+                    })?;
                 Ok(0)
             }
             Mutation::DeleteRecord(id) => {
@@ -375,7 +460,8 @@ impl PgDataStore {
                     .map_err(|e| {
                         if is_foreign_key_violation(&e) {
                             StoreError::Conflict(format!(
-                                "subject {id} still has records; delete them first"
+                                "subject {id} still has records or media objects; delete them \
+                                 first"
                             ))
                         } else {
                             pg_error(&e, &format!("deleting subject {id}"))
@@ -453,6 +539,22 @@ impl PgDataStore {
                 if changed == 0 {
                     return Err(StoreError::NotFound(format!("hold {id}")));
                 }
+                Ok(0)
+            }
+            Mutation::InsertMedia(row) => {
+                insert_media(tx, statements, &sql.insert_media, row)?;
+                Ok(0)
+            }
+            Mutation::UpdateMedia { id, update } => {
+                update_media(tx, statements, &sql.update_media, *id, update)?;
+                Ok(0)
+            }
+            Mutation::DeleteMedia(id) => {
+                // A missing row is not an error, like every other deletion.
+                let bytes: &[u8] = id.as_bytes();
+                statements
+                    .execute(tx, &sql.delete_media, &[&bytes])
+                    .with_context(|| format!("deleting media object {id}"))?;
                 Ok(0)
             }
             Mutation::InsertPolicyVersion(row) => {
@@ -572,12 +674,14 @@ impl DataStore for PgDataStore {
             let events = victims
                 .iter()
                 .map(|victim| {
-                    AuditEvent::new(EventKind::RetentionDeleted, now.as_millis())
-                        .with_actor(actor)
-                        .with_subject(victim.subject.to_string())
-                        .with_category(victim.category.clone())
-                        .with_record(victim.id.to_string())
-                        .with_rule(victim.rule.clone())
+                    retention_deleted(
+                        now,
+                        actor,
+                        victim.subject,
+                        &victim.category,
+                        victim.id.to_string(),
+                        &victim.rule,
+                    )
                 })
                 .collect();
             self.append(&mut tx, &mut conn.statements, events)?;
@@ -592,8 +696,101 @@ impl DataStore for PgDataStore {
             &self.sql.count_expired,
             &[&now.as_millis()],
             expired_count_from_row,
-            || "counting expired records".to_owned(),
+            || "counting expired records and media objects".to_owned(),
         )
+    }
+
+    fn media(&self, id: MediaId) -> Result<Option<MediaRow>, StoreError> {
+        let bytes: &[u8] = id.as_bytes();
+        self.query_opt(&self.sql.media, &[&bytes], media_from_row, || {
+            format!("reading media object {id}")
+        })
+    }
+
+    fn media_of(
+        &self,
+        subject: SubjectId,
+        category: Option<&str>,
+    ) -> Result<Vec<MediaRow>, StoreError> {
+        let bytes: &[u8] = subject.as_bytes();
+        let context = || format!("reading the media objects of {subject}");
+        match category {
+            None => self.query(&self.sql.media_of, &[&bytes], media_from_row, context),
+            Some(category) => self.query(
+                &self.sql.media_of_category,
+                &[&bytes, &category],
+                media_from_row,
+                context,
+            ),
+        }
+    }
+
+    fn media_in_state(
+        &self,
+        state: MediaState,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<MediaRow>, StoreError> {
+        self.query(
+            &self.sql.media_in_state,
+            &[&state.as_str(), &before.as_millis(), &self::limit(limit)],
+            media_from_row,
+            || format!("reading {} media objects", state.as_str()),
+        )
+    }
+
+    fn claim_expired_media(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        actor: &str,
+    ) -> Result<Vec<SweptMedia>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.pool.with_conn(|conn| {
+            let mut tx = conn
+                .client
+                .transaction()
+                .context("beginning a media claim")?;
+            // As in `sweep_expired`: the victims stay row-locked until the commit, so no other
+            // instance claims or audits them, and the audit head is locked last.
+            let victims = conn
+                .statements
+                .query(
+                    &mut tx,
+                    &self.sql.claim_victims,
+                    &[&now.as_millis(), &self::limit(limit)],
+                )
+                .context("selecting expired media objects to claim")?
+                .iter()
+                .map(claimed_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            if victims.is_empty() {
+                return Ok(victims);
+            }
+            let ids: Vec<&[u8]> = victims.iter().map(|v| v.id.as_bytes().as_slice()).collect();
+            conn.statements
+                .execute(&mut tx, &self.sql.claim_media, &[&ids])
+                .context("claiming expired media objects")?;
+            let events = victims
+                .iter()
+                .map(|victim| {
+                    retention_deleted(
+                        now,
+                        actor,
+                        victim.subject,
+                        &victim.category,
+                        victim.id.to_string(),
+                        &victim.rule,
+                    )
+                })
+                .collect();
+            self.append(&mut tx, &mut conn.statements, events)?;
+            // Any error above returned early and dropped `tx`, which rolls everything back.
+            tx.commit().context("committing a media claim")?;
+            Ok(victims)
+        })
     }
 
     fn holds(&self) -> Result<Vec<HoldRow>, StoreError> {
@@ -776,6 +973,127 @@ fn insert_record(
                 insert_error(&e, "records_pkey", &format!("inserting record {}", row.id))
             }
         })?;
+    Ok(())
+}
+
+/// The audit entry for one record or media object deleted by retention.
+fn retention_deleted(
+    now: Timestamp,
+    actor: &str,
+    subject: SubjectId,
+    category: &str,
+    id: String,
+    rule: &str,
+) -> AuditEvent {
+    AuditEvent::new(EventKind::RetentionDeleted, now.as_millis())
+        .with_actor(actor)
+        .with_subject(subject.to_string())
+        .with_category(category.to_owned())
+        .with_record(id)
+        .with_rule(rule.to_owned())
+}
+
+fn insert_media(
+    tx: &mut Transaction<'_>,
+    statements: &mut StatementCache,
+    sql: &str,
+    row: &MediaRow,
+) -> Result<(), StoreError> {
+    let id: &[u8] = row.id.as_bytes();
+    let subject: &[u8] = row.subject.as_bytes();
+    let key: &[u8] = row.key.as_bytes();
+    let parent: Option<&[u8]> = row.parent.as_ref().map(|p| p.as_bytes().as_slice());
+    let lease = row.lease.as_ref();
+    let lease_id: Option<&[u8]> = lease.map(|l| l.id.as_bytes().as_slice());
+    let lease_holder: Option<&[u8]> = lease.map(|l| l.holder.as_bytes().as_slice());
+    statements
+        .execute(
+            tx,
+            sql,
+            &[
+                &id,
+                &subject,
+                &row.category,
+                &row.purpose,
+                &key,
+                &row.wrapped_key,
+                &row.location,
+                &row.content_type,
+                &to_i64(row.size, "media size")?,
+                &to_i64(row.stored_size, "media stored size")?,
+                &row.state.as_str(),
+                &parent,
+                &row.created_at.as_millis(),
+                &row.processed_at.map(Timestamp::as_millis),
+                &row.rule,
+                &row.expires_at.map(Timestamp::as_millis),
+                &row.statutory,
+                &lease_id,
+                &lease_holder,
+                &lease.map(|l| l.purpose.as_str()),
+                &lease.map(|l| l.granted_at.as_millis()),
+                &lease.map(|l| l.expires_at.as_millis()),
+            ],
+        )
+        .map_err(|e| {
+            if is_foreign_key_violation(&e) {
+                StoreError::NotFound(format!(
+                    "subject {} of media object {}",
+                    row.subject, row.id
+                ))
+            } else {
+                insert_error(
+                    &e,
+                    "media_pkey",
+                    &format!("inserting media object {}", row.id),
+                )
+            }
+        })?;
+    Ok(())
+}
+
+fn update_media(
+    tx: &mut Transaction<'_>,
+    statements: &mut StatementCache,
+    sql: &str,
+    id: MediaId,
+    update: &MediaUpdate,
+) -> Result<(), StoreError> {
+    let bytes: &[u8] = id.as_bytes();
+    let (size, stored_size) = match update.sizes {
+        Some((size, stored)) => (
+            Some(to_i64(size, "media size")?),
+            Some(to_i64(stored, "media stored size")?),
+        ),
+        None => (None, None),
+    };
+    let lease = update.lease.as_ref().and_then(Option::as_ref);
+    let lease_id: Option<&[u8]> = lease.map(|l| l.id.as_bytes().as_slice());
+    let lease_holder: Option<&[u8]> = lease.map(|l| l.holder.as_bytes().as_slice());
+    let changed = statements
+        .execute(
+            tx,
+            sql,
+            &[
+                &bytes,
+                &update.state.map(MediaState::as_str),
+                &size,
+                &stored_size,
+                &update.expires_at.map(Timestamp::as_millis),
+                &update.processed_at.map(Timestamp::as_millis),
+                &update.lease.is_some(),
+                &lease_id,
+                &lease_holder,
+                &lease.map(|l| l.purpose.as_str()),
+                &lease.map(|l| l.granted_at.as_millis()),
+                &lease.map(|l| l.expires_at.as_millis()),
+                &update.shred,
+            ],
+        )
+        .with_context(|| format!("updating media object {id}"))?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!("media object {id}")));
+    }
     Ok(())
 }
 
@@ -973,6 +1291,70 @@ fn swept_from_row(row: &Row) -> Result<SweptRecord, StoreError> {
         category: column(row, 2, &what("category"))?,
         rule: column(row, 3, &what("rule"))?,
         statutory: column(row, 4, &what("statutory"))?,
+    })
+}
+
+fn claimed_from_row(row: &Row) -> Result<SweptMedia, StoreError> {
+    let id = MediaId::from_bytes(bytes_n(row, 0, "media object id")?);
+    let what = |field: &str| format!("media object {id} {field}");
+    Ok(SweptMedia {
+        id,
+        subject: SubjectId::from_bytes(bytes_n(row, 1, &what("subject"))?),
+        category: column(row, 2, &what("category"))?,
+        rule: column(row, 3, &what("rule"))?,
+        location: column(row, 4, &what("location"))?,
+    })
+}
+
+fn media_from_row(row: &Row) -> Result<MediaRow, StoreError> {
+    let id = MediaId::from_bytes(bytes_n(row, 0, "media object id")?);
+    let what = |field: &str| format!("media object {id} {field}");
+    let size = |index: usize, field: &str| -> Result<u64, StoreError> {
+        let value: i64 = column(row, index, &what(field))?;
+        u64::try_from(value).map_err(|_| StoreError::Corrupt(what(&format!("{field}: negative"))))
+    };
+    let state: &str = column(row, 10, &what("state"))?;
+    // The stored text is not echoed: a damaged or altered table could hold anything there.
+    let state = MediaState::parse(state)
+        .ok_or_else(|| StoreError::Corrupt(what("state: unknown media state")))?;
+    let lease = match (
+        opt_bytes_n::<16>(row, 17, &what("lease_id"))?,
+        opt_bytes_n::<16>(row, 18, &what("lease_holder"))?,
+        column::<Option<String>>(row, 19, &what("lease_purpose"))?,
+        opt_millis(row, 20, &what("lease_granted_at"))?,
+        opt_millis(row, 21, &what("lease_expires_at"))?,
+    ) {
+        (None, None, None, None, None) => None,
+        (Some(lease), Some(holder), Some(purpose), Some(granted_at), Some(expires_at)) => {
+            Some(LeaseRow {
+                id: LeaseId::from_bytes(lease),
+                holder: ApiKeyId::from_bytes(holder),
+                purpose,
+                granted_at,
+                expires_at,
+            })
+        }
+        _ => return Err(StoreError::Corrupt(what("lease: partially set"))),
+    };
+    Ok(MediaRow {
+        id,
+        subject: SubjectId::from_bytes(bytes_n(row, 1, &what("subject"))?),
+        category: column(row, 2, &what("category"))?,
+        purpose: column(row, 3, &what("purpose"))?,
+        key: KeyId::from_bytes(bytes_n(row, 4, &what("key"))?),
+        wrapped_key: column(row, 5, &what("wrapped_key"))?,
+        location: column(row, 6, &what("location"))?,
+        content_type: column(row, 7, &what("content_type"))?,
+        size: size(8, "size")?,
+        stored_size: size(9, "stored_size")?,
+        state,
+        parent: opt_bytes_n(row, 11, &what("parent"))?.map(MediaId::from_bytes),
+        created_at: millis(row, 12, &what("created_at"))?,
+        processed_at: opt_millis(row, 13, &what("processed_at"))?,
+        rule: column(row, 14, &what("rule"))?,
+        expires_at: opt_millis(row, 15, &what("expires_at"))?,
+        statutory: column(row, 16, &what("statutory"))?,
+        lease,
     })
 }
 

@@ -8,8 +8,9 @@
 //! They form a key hierarchy in tiers of custody: the root key (never stored here) wraps the
 //! epoch keys, which wrap the per-subject data keys, which seal the data.
 //!
-//! - `{namespace}_data`: subjects, encrypted records, the consent ledger, API keys (hashed),
-//!   published policy versions and the audit chain ([`PgDataStore`]);
+//! - `{namespace}_data`: subjects, encrypted records, media objects (their wrapped keys and
+//!   lifecycle; the bytes live in object storage), the consent ledger, API keys (hashed),
+//!   published policy versions, legal holds and the audit chain ([`PgDataStore`]);
 //! - `{namespace}_keys`: the root key's verifier, the KDF parameters and the wrapped data keys;
 //! - `{namespace}_keyring`: the wrapped epoch keys. With `{namespace}_keys` it makes up the key
 //!   store ([`PgKeyStore`]).

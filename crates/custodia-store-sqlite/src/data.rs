@@ -1,5 +1,5 @@
-//! [`SqliteDataStore`]: subjects, encrypted records, the consent ledger, API keys, published
-//! policy versions, legal holds and the audit chain in `data.db`.
+//! [`SqliteDataStore`]: subjects, encrypted records, media objects, the consent ledger, API
+//! keys, published policy versions, legal holds and the audit chain in `data.db`.
 //!
 //! A commit is one `BEGIN IMMEDIATE` transaction: the audit head is read under the write lock,
 //! so two handles (two processes) on the same file append to one chain without forking it, and
@@ -9,11 +9,13 @@
 use std::path::Path;
 
 use custodia_audit::{Anchor, AuditEntry, AuditEvent, Chain, EventKind};
-use custodia_core::{ApiKeyId, ConsentId, HoldId, KeyId, RecordId, SubjectId, Timestamp};
+use custodia_core::{
+    ApiKeyId, ConsentId, HoldId, KeyId, LeaseId, MediaId, RecordId, SubjectId, Timestamp,
+};
 use custodia_store::{
     ApiKeyRow, CommitReceipt, ConsentEventKind, ConsentRow, DataStore, ExpiredCount, HoldRow,
-    Mutation, PolicyVersionRow, RecordRow, StoreError, SubjectRow, SubjectUpdate, SweptRecord,
-    WriteBatch,
+    LeaseRow, MediaRow, MediaState, MediaUpdate, Mutation, PolicyVersionRow, RecordRow, StoreError,
+    SubjectRow, SubjectUpdate, SweptMedia, SweptRecord, WriteBatch,
 };
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
@@ -32,6 +34,15 @@ macro_rules! subject_columns {
 macro_rules! record_columns {
     () => {
         "id, subject, category, purpose, key, ciphertext, collected_at, rule, expires_at, statutory"
+    };
+}
+
+/// Columns of `media`, in the order [`media_from_row`] reads them.
+macro_rules! media_columns {
+    () => {
+        "id, subject, category, purpose, key, wrapped_key, location, content_type, size, \
+         stored_size, state, parent, created_at, processed_at, rule, expires_at, statutory, \
+         lease_id, lease_holder, lease_purpose, lease_granted_at, lease_expires_at"
     };
 }
 
@@ -85,6 +96,30 @@ const INSERT_RECORD: &str = concat!(
 );
 const SET_EXPIRY: &str =
     "UPDATE records SET expires_at = ?3 WHERE subject = ?1 AND rule = ?2 AND expires_at IS NULL";
+const SET_MEDIA_EXPIRY: &str =
+    "UPDATE media SET expires_at = ?3 WHERE subject = ?1 AND rule = ?2 AND expires_at IS NULL";
+const INSERT_MEDIA: &str = concat!(
+    "INSERT INTO media (",
+    media_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+     ?18, ?19, ?20, ?21, ?22)"
+);
+// COALESCE keeps a column when its update field is `None`; the lease columns change together
+// when ?7 says the lease changes (to ?8..?12, all NULL to clear it), and ?13 empties the key.
+const UPDATE_MEDIA: &str = "UPDATE media SET \
+    state = COALESCE(?2, state), \
+    size = COALESCE(?3, size), \
+    stored_size = COALESCE(?4, stored_size), \
+    expires_at = COALESCE(?5, expires_at), \
+    processed_at = COALESCE(?6, processed_at), \
+    lease_id = CASE WHEN ?7 THEN ?8 ELSE lease_id END, \
+    lease_holder = CASE WHEN ?7 THEN ?9 ELSE lease_holder END, \
+    lease_purpose = CASE WHEN ?7 THEN ?10 ELSE lease_purpose END, \
+    lease_granted_at = CASE WHEN ?7 THEN ?11 ELSE lease_granted_at END, \
+    lease_expires_at = CASE WHEN ?7 THEN ?12 ELSE lease_expires_at END, \
+    wrapped_key = CASE WHEN ?13 THEN X'' ELSE wrapped_key END \
+    WHERE id = ?1";
+const DELETE_MEDIA: &str = "DELETE FROM media WHERE id = ?1";
 const DELETE_RECORD: &str = "DELETE FROM records WHERE id = ?1";
 const DELETE_RECORDS_OF: &str = "DELETE FROM records WHERE subject = ?1";
 const DELETE_NON_STATUTORY_RECORDS_OF: &str =
@@ -123,14 +158,32 @@ macro_rules! hold_columns {
     };
 }
 
-/// Whether a hold in force at `?1` covers the record `r`: the same condition as
-/// `HoldRow::applies`, kept in SQL so the sweeper decides in the statement that selects.
+/// Whether a hold in force at `?1` covers the record (or media object) aliased `r` (`m`): the
+/// same condition as `HoldRow::applies`, kept in SQL so the sweeper decides in the statement
+/// that selects.
 macro_rules! held {
     () => {
-        "EXISTS (SELECT 1 FROM holds h WHERE h.released_at IS NULL \
-         AND (h.ends_at IS NULL OR h.ends_at > ?1) \
-         AND (h.subject IS NULL OR h.subject = r.subject) \
-         AND (h.category IS NULL OR h.category = r.category))"
+        held!("r")
+    };
+    ($row:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM holds h WHERE h.released_at IS NULL \
+             AND (h.ends_at IS NULL OR h.ends_at > ?1) \
+             AND (h.subject IS NULL OR h.subject = ",
+            $row,
+            ".subject) AND (h.category IS NULL OR h.category = ",
+            $row,
+            ".category))"
+        )
+    };
+}
+
+/// Media objects whose expiry counts: stored or processed ones (a pending upload is not yet
+/// data, a deleting one is already claimed), aliased `m`, expired at `?1`. `expires_at IS NOT
+/// NULL` lets SQLite use the partial expiry index.
+macro_rules! expired_media {
+    () => {
+        "m.state IN ('stored', 'processed') AND m.expires_at IS NOT NULL AND m.expires_at <= ?1"
     };
 }
 
@@ -151,9 +204,25 @@ const SWEEP_VICTIMS: &str = concat!(
 const COUNT_EXPIRED: &str = concat!(
     "SELECT category, rule, sum(1 - held), sum(held) FROM (SELECT r.category, r.rule, ",
     held!(),
-    " AS held FROM records r WHERE r.expires_at IS NOT NULL AND r.expires_at <= ?1) \
-     GROUP BY category, rule ORDER BY category, rule"
+    " AS held FROM records r WHERE r.expires_at IS NOT NULL AND r.expires_at <= ?1 \
+     UNION ALL SELECT m.category, m.rule, ",
+    held!("m"),
+    " AS held FROM media m WHERE ",
+    expired_media!(),
+    ") GROUP BY category, rule ORDER BY category, rule"
 );
+const CLAIM_VICTIMS: &str = concat!(
+    "SELECT m.id, m.subject, m.category, m.rule, m.location FROM media m WHERE ",
+    expired_media!(),
+    " AND NOT ",
+    held!("m"),
+    " ORDER BY m.expires_at, m.pos LIMIT ?2"
+);
+// Shreds the key and drops the lease along with the state change: a deleting object can be
+// neither read nor processed again.
+const CLAIM_MEDIA: &str = "UPDATE media SET state = 'deleting', wrapped_key = X'', \
+    lease_id = NULL, lease_holder = NULL, lease_purpose = NULL, lease_granted_at = NULL, \
+    lease_expires_at = NULL WHERE id = ?1";
 const AUDIT_HEAD: &str = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
 
 /// The data store on `data.db`. Cheap to share: wrap it in an `Arc`.
@@ -249,8 +318,112 @@ impl DataStore for SqliteDataStore {
                 COUNT_EXPIRED,
                 params![now.as_millis()],
                 expired_count_from_row,
-                || "counting expired records".to_owned(),
+                || "counting expired records and media objects".to_owned(),
             )
+        })
+    }
+
+    fn media(&self, id: MediaId) -> Result<Option<MediaRow>, StoreError> {
+        const SQL: &str = concat!("SELECT ", media_columns!(), " FROM media WHERE id = ?1");
+        self.db.read(|conn| {
+            let context = || format!("reading media object {id}");
+            let mut stmt = conn.prepare_cached(SQL).with_context(context)?;
+            let mut rows = stmt.query(params![id.as_bytes()]).with_context(context)?;
+            rows.next()
+                .with_context(context)?
+                .map(media_from_row)
+                .transpose()
+        })
+    }
+
+    fn media_of(
+        &self,
+        subject: SubjectId,
+        category: Option<&str>,
+    ) -> Result<Vec<MediaRow>, StoreError> {
+        const ALL: &str = concat!(
+            "SELECT ",
+            media_columns!(),
+            " FROM media WHERE subject = ?1 ORDER BY created_at, pos"
+        );
+        const ONE_CATEGORY: &str = concat!(
+            "SELECT ",
+            media_columns!(),
+            " FROM media WHERE subject = ?1 AND category = ?2 ORDER BY created_at, pos"
+        );
+        let context = || format!("reading the media objects of subject {subject}");
+        self.db.read(|conn| match category {
+            None => read_all(
+                conn,
+                ALL,
+                params![subject.as_bytes()],
+                media_from_row,
+                context,
+            ),
+            Some(category) => read_all(
+                conn,
+                ONE_CATEGORY,
+                params![subject.as_bytes(), category],
+                media_from_row,
+                context,
+            ),
+        })
+    }
+
+    fn media_in_state(
+        &self,
+        state: MediaState,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<MediaRow>, StoreError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            media_columns!(),
+            " FROM media WHERE state = ?1 AND created_at <= ?2 ORDER BY created_at, pos LIMIT ?3"
+        );
+        self.db.read(|conn| {
+            read_all(
+                conn,
+                SQL,
+                params![state.as_str(), before.as_millis(), self::limit(limit)],
+                media_from_row,
+                || format!("reading {} media objects", state.as_str()),
+            )
+        })
+    }
+
+    fn claim_expired_media(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        actor: &str,
+    ) -> Result<Vec<SweptMedia>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // One write transaction, as in `sweep_expired`: `BEGIN IMMEDIATE` serialises claims of
+        // every handle, so no object is claimed or audited twice.
+        self.db.write(|tx| {
+            let stored_head = read_head(tx)?;
+            let victims = query_all(
+                tx,
+                CLAIM_VICTIMS,
+                params![now.as_millis(), self::limit(limit)],
+                claimed_from_row,
+            )
+            .context("selecting expired media objects to claim")?;
+            if victims.is_empty() {
+                return Ok(victims);
+            }
+            let mut events = Vec::with_capacity(victims.len());
+            for victim in &victims {
+                tx.prepare_cached(CLAIM_MEDIA)
+                    .and_then(|mut stmt| stmt.execute(params![victim.id.as_bytes()]))
+                    .with_context(|| format!("claiming media object {}", victim.id))?;
+                events.push(claimed_event(victim, now, actor));
+            }
+            append_audit(tx, stored_head, events)?;
+            Ok(victims)
         })
     }
 
@@ -486,6 +659,11 @@ fn apply(tx: &Transaction<'_>, mutation: Mutation) -> Result<u64, StoreError> {
                     stmt.execute(params![subject.as_bytes(), rule, expires_at.as_millis()])
                 })
                 .with_context(|| format!("setting expiry on records of subject {subject}"))?;
+            tx.prepare_cached(SET_MEDIA_EXPIRY)
+                .and_then(|mut stmt| {
+                    stmt.execute(params![subject.as_bytes(), rule, expires_at.as_millis()])
+                })
+                .with_context(|| format!("setting expiry on media objects of subject {subject}"))?;
             Ok(0)
         }
         Mutation::DeleteRecord(id) => delete(tx, DELETE_RECORD, id.as_bytes())
@@ -507,7 +685,7 @@ fn apply(tx: &Transaction<'_>, mutation: Mutation) -> Result<u64, StoreError> {
             delete(tx, DELETE_SUBJECT, id.as_bytes()).map_err(|e| {
                 if is_foreign_key_violation(&e) {
                     StoreError::Conflict(format!(
-                        "subject {id} still has records; delete them first"
+                        "subject {id} still has records or media objects; delete them first"
                     ))
                 } else {
                     sql_error(&e, &format!("deleting subject {id}"))
@@ -561,6 +739,20 @@ fn apply(tx: &Transaction<'_>, mutation: Mutation) -> Result<u64, StoreError> {
             }
             Ok(0)
         }
+        Mutation::InsertMedia(row) => {
+            insert_media(tx, &row)?;
+            Ok(0)
+        }
+        Mutation::UpdateMedia { id, update } => {
+            update_media(tx, id, &update)?;
+            Ok(0)
+        }
+        Mutation::DeleteMedia(id) => {
+            // A missing row is not an error, like every other deletion.
+            delete(tx, DELETE_MEDIA, id.as_bytes())
+                .with_context(|| format!("deleting media object {id}"))?;
+            Ok(0)
+        }
         Mutation::InsertPolicyVersion(row) => {
             let purposes = encode_list(&row.fresh_consent_purposes, || {
                 "fresh-consent purposes of a policy version".to_owned()
@@ -609,6 +801,97 @@ fn swept_event(victim: &SweptRecord, now: Timestamp, actor: &str) -> AuditEvent 
         .with_category(victim.category.clone())
         .with_record(victim.id.to_string())
         .with_rule(victim.rule.clone())
+}
+
+/// The audit event for one claimed media object: what [`swept_event`] says of a record.
+fn claimed_event(victim: &SweptMedia, now: Timestamp, actor: &str) -> AuditEvent {
+    AuditEvent::new(EventKind::RetentionDeleted, now.as_millis())
+        .with_actor(actor)
+        .with_subject(victim.subject.to_string())
+        .with_category(victim.category.clone())
+        .with_record(victim.id.to_string())
+        .with_rule(victim.rule.clone())
+}
+
+fn insert_media(tx: &Transaction<'_>, row: &MediaRow) -> Result<(), StoreError> {
+    let lease = row.lease.as_ref();
+    let size = to_i64(row.size, "media size")?;
+    let stored_size = to_i64(row.stored_size, "media stored size")?;
+    tx.prepare_cached(INSERT_MEDIA)
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                row.id.as_bytes(),
+                row.subject.as_bytes(),
+                row.category,
+                row.purpose,
+                row.key.as_bytes(),
+                row.wrapped_key,
+                row.location,
+                row.content_type,
+                size,
+                stored_size,
+                row.state.as_str(),
+                row.parent.as_ref().map(MediaId::as_bytes),
+                row.created_at.as_millis(),
+                row.processed_at.map(Timestamp::as_millis),
+                row.rule,
+                row.expires_at.map(Timestamp::as_millis),
+                row.statutory,
+                lease.map(|l| l.id.as_bytes()),
+                lease.map(|l| l.holder.as_bytes()),
+                lease.map(|l| l.purpose.as_str()),
+                lease.map(|l| l.granted_at.as_millis()),
+                lease.map(|l| l.expires_at.as_millis()),
+            ])
+        })
+        .map_err(|e| {
+            if is_foreign_key_violation(&e) {
+                StoreError::NotFound(format!(
+                    "subject {} of media object {}",
+                    row.subject, row.id
+                ))
+            } else {
+                sql_error(&e, &format!("inserting media object {}", row.id))
+            }
+        })?;
+    Ok(())
+}
+
+fn update_media(tx: &Transaction<'_>, id: MediaId, update: &MediaUpdate) -> Result<(), StoreError> {
+    let lease = update.lease.as_ref().and_then(Option::as_ref);
+    let sizes = update
+        .sizes
+        .map(|(size, stored)| {
+            Ok::<_, StoreError>((
+                to_i64(size, "media size")?,
+                to_i64(stored, "media stored size")?,
+            ))
+        })
+        .transpose()?;
+    let changed = tx
+        .prepare_cached(UPDATE_MEDIA)
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                id.as_bytes(),
+                update.state.map(MediaState::as_str),
+                sizes.map(|(size, _)| size),
+                sizes.map(|(_, stored)| stored),
+                update.expires_at.map(Timestamp::as_millis),
+                update.processed_at.map(Timestamp::as_millis),
+                update.lease.is_some(),
+                lease.map(|l| l.id.as_bytes()),
+                lease.map(|l| l.holder.as_bytes()),
+                lease.map(|l| l.purpose.as_str()),
+                lease.map(|l| l.granted_at.as_millis()),
+                lease.map(|l| l.expires_at.as_millis()),
+                update.shred,
+            ])
+        })
+        .with_context(|| format!("updating media object {id}"))?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!("media object {id}")));
+    }
+    Ok(())
 }
 
 fn insert_consent(tx: &Transaction<'_>, row: &ConsentRow) -> Result<(), StoreError> {
@@ -853,6 +1136,82 @@ fn swept_from_row(row: &Row<'_>) -> rusqlite::Result<SweptRecord> {
         rule: row.get(3)?,
         statutory: row.get(4)?,
     })
+}
+
+fn claimed_from_row(row: &Row<'_>) -> rusqlite::Result<SweptMedia> {
+    Ok(SweptMedia {
+        id: MediaId::from_bytes(row.get(0)?),
+        subject: SubjectId::from_bytes(row.get(1)?),
+        category: row.get(2)?,
+        rule: row.get(3)?,
+        location: row.get(4)?,
+    })
+}
+
+fn media_from_row(row: &Row<'_>) -> Result<MediaRow, StoreError> {
+    let id = MediaId::from_bytes(row.get(0).context("reading a media object id")?);
+    let read = |what: &str| format!("reading {what} of media object {id}");
+    let state: String = row.get(10).with_context(|| read("state"))?;
+    // The stored text is not echoed: a damaged or tampered file could hold anything there.
+    let state = MediaState::parse(&state)
+        .ok_or_else(|| StoreError::Corrupt(format!("media object {id} has an unknown state")))?;
+    let lease_id: Option<[u8; 16]> = row.get(17).with_context(|| read("lease_id"))?;
+    let lease_holder: Option<[u8; 16]> = row.get(18).with_context(|| read("lease_holder"))?;
+    let lease_purpose: Option<String> = row.get(19).with_context(|| read("lease_purpose"))?;
+    let lease_granted_at = optional_timestamp(row, 20).with_context(|| read("lease_granted_at"))?;
+    let lease_expires_at = optional_timestamp(row, 21).with_context(|| read("lease_expires_at"))?;
+    let lease = match (
+        lease_id,
+        lease_holder,
+        lease_purpose,
+        lease_granted_at,
+        lease_expires_at,
+    ) {
+        (None, None, None, None, None) => None,
+        (Some(lease), Some(holder), Some(purpose), Some(granted_at), Some(expires_at)) => {
+            Some(LeaseRow {
+                id: LeaseId::from_bytes(lease),
+                holder: ApiKeyId::from_bytes(holder),
+                purpose,
+                granted_at,
+                expires_at,
+            })
+        }
+        _ => {
+            return Err(StoreError::Corrupt(format!(
+                "media object {id} has a partial lease"
+            )));
+        }
+    };
+    Ok(MediaRow {
+        id,
+        subject: SubjectId::from_bytes(row.get(1).with_context(|| read("subject"))?),
+        category: row.get(2).with_context(|| read("category"))?,
+        purpose: row.get(3).with_context(|| read("purpose"))?,
+        key: KeyId::from_bytes(row.get(4).with_context(|| read("key"))?),
+        wrapped_key: row.get(5).with_context(|| read("wrapped_key"))?,
+        location: row.get(6).with_context(|| read("location"))?,
+        content_type: row.get(7).with_context(|| read("content_type"))?,
+        size: size(row.get(8).with_context(|| read("size"))?, id)?,
+        stored_size: size(row.get(9).with_context(|| read("stored_size"))?, id)?,
+        state,
+        parent: row
+            .get::<_, Option<[u8; 16]>>(11)
+            .with_context(|| read("parent"))?
+            .map(MediaId::from_bytes),
+        created_at: timestamp(row, 12).with_context(|| read("created_at"))?,
+        processed_at: optional_timestamp(row, 13).with_context(|| read("processed_at"))?,
+        rule: row.get(14).with_context(|| read("rule"))?,
+        expires_at: optional_timestamp(row, 15).with_context(|| read("expires_at"))?,
+        statutory: row.get(16).with_context(|| read("statutory"))?,
+        lease,
+    })
+}
+
+/// A size column back as the unsigned number it was written as.
+fn size(value: i64, id: MediaId) -> Result<u64, StoreError> {
+    u64::try_from(value)
+        .map_err(|_| StoreError::Corrupt(format!("media object {id} has a negative size")))
 }
 
 fn hold_from_row(row: &Row<'_>) -> rusqlite::Result<HoldRow> {

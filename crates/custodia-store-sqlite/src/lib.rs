@@ -5,8 +5,9 @@
 //! a key hierarchy in tiers of custody: the root key (never stored here) wraps the epoch keys,
 //! which wrap the per-subject data keys, which seal the data.
 //!
-//! - `data.db`: subjects, encrypted records, the consent ledger, API keys (hashed), published
-//!   policy versions and the audit chain ([`SqliteDataStore`]);
+//! - `data.db`: subjects, encrypted records, media objects (their wrapped keys and lifecycle;
+//!   the bytes live in object storage), the consent ledger, API keys (hashed), published policy
+//!   versions, legal holds and the audit chain ([`SqliteDataStore`]);
 //! - `keys.db`: the root key's verifier, the KDF parameters and the wrapped data keys;
 //! - `keyring.db`: the wrapped epoch keys. With `keys.db` it makes up the key store
 //!   ([`SqliteKeyStore`]).

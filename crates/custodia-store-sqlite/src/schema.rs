@@ -58,6 +58,10 @@ pub(crate) static DATA: Schema = Schema {
             version: 3,
             sql: include_str!("../migrations/data/003_holds.sql"),
         },
+        Migration {
+            version: 4,
+            sql: include_str!("../migrations/data/004_media.sql"),
+        },
     ],
 };
 

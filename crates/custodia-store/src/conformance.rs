@@ -15,12 +15,14 @@
 use std::sync::Arc;
 
 use custodia_audit::{AuditEvent, EventKind};
-use custodia_core::{ApiKeyId, ConsentId, HoldId, KeyId, RecordId, SubjectId, Timestamp};
+use custodia_core::{
+    ApiKeyId, ConsentId, HoldId, KeyId, LeaseId, MediaId, RecordId, SubjectId, Timestamp,
+};
 
 use crate::{
     ApiKeyRow, ConsentEventKind, ConsentRow, DataKeyKind, DataKeyRow, DataStore, EpochRow,
-    ExpiredCount, HoldRow, KeyStore, KeyStoreMeta, Mutation, PolicyVersionRow, RecordRow,
-    StoreError, SubjectRow, SubjectUpdate, WriteBatch,
+    ExpiredCount, HoldRow, KeyStore, KeyStoreMeta, LeaseRow, MediaRow, MediaState, MediaUpdate,
+    Mutation, PolicyVersionRow, RecordRow, StoreError, SubjectRow, SubjectUpdate, WriteBatch,
 };
 
 /// Opens another handle on the same databases.
@@ -96,6 +98,16 @@ macro_rules! conformance_tests {
             sweep_deletes_due_unheld_records_in_expiry_order_and_audits_each,
             sweep_honours_subject_category_ended_and_released_holds,
             concurrent_sweeps_from_two_handles_delete_each_record_once,
+            media_rows_round_trip_every_field,
+            media_updates_change_only_what_they_name,
+            media_of_lists_oldest_first_by_category,
+            media_in_state_filters_by_state_and_age,
+            media_deletions_are_idempotent_and_duplicates_conflict,
+            set_expiry_reaches_media_of_that_rule_without_expiry,
+            count_expired_counts_media_with_records,
+            claim_expired_media_claims_due_unheld_objects_and_audits_each,
+            claim_expired_media_honours_subject_category_ended_and_released_holds,
+            concurrent_media_claims_from_two_handles_claim_each_object_once,
         );
     };
     (@cases $fresh:path; $($case:ident),+ $(,)?) => {
@@ -1214,6 +1226,835 @@ pub fn concurrent_sweeps_from_two_handles_delete_each_record_once(h: Harness) {
         .filter_map(|e| e.event.record)
         .collect();
     assert_eq!(audited.len(), due.len(), "one audit entry per deletion");
+    audited.sort();
+    audited.dedup();
+    assert_eq!(audited.len(), due.len());
+}
+
+/// A stored media object of `category` for `subject`, registered at `created`, with no expiry.
+fn media_row(subject: SubjectId, key: KeyId, category: &str, created: i64) -> MediaRow {
+    let id = MediaId::random().unwrap();
+    MediaRow {
+        id,
+        subject,
+        category: category.to_owned(),
+        purpose: "account".to_owned(),
+        key,
+        wrapped_key: vec![0x5A; 60],
+        location: format!("media/{id}"),
+        content_type: "image/jpeg".to_owned(),
+        size: 1_000,
+        stored_size: 1_044,
+        state: MediaState::Stored,
+        parent: None,
+        created_at: at(created),
+        processed_at: None,
+        rule: format!("rule-{category}"),
+        expires_at: None,
+        statutory: false,
+        lease: None,
+    }
+}
+
+/// A stored media object of `category` for `subject` expiring at `expires`.
+fn expiring_media(subject: SubjectId, key: KeyId, category: &str, expires: i64) -> MediaRow {
+    let mut row = media_row(subject, key, category, 1);
+    row.expires_at = Some(at(expires));
+    row
+}
+
+fn lease_row(purpose: &str, granted: i64, expires: i64) -> LeaseRow {
+    LeaseRow {
+        id: LeaseId::random().unwrap(),
+        holder: ApiKeyId::random().unwrap(),
+        purpose: purpose.to_owned(),
+        granted_at: at(granted),
+        expires_at: at(expires),
+    }
+}
+
+fn update_media(id: MediaId, update: MediaUpdate) -> Mutation {
+    Mutation::UpdateMedia { id, update }
+}
+
+/// Media rows come back exactly, every field (a lease or none, a parent or none, sizes past
+/// 32 bits, an empty wrapped key); unknown ids read as `None`; an object of an unknown subject
+/// is refused and leaves nothing behind.
+pub fn media_rows_round_trip_every_field(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let owner = subject_row(key, 1);
+    let mut input = media_row(owner.id, key, "user.content.audio_recording", 10);
+    input.state = MediaState::Pending;
+    input.size = 0;
+    input.stored_size = 0;
+    input.content_type = "audio/ogg".to_owned();
+    let mut output = media_row(owner.id, key, "user.content.transcript", 20);
+    output.parent = Some(input.id);
+    output.state = MediaState::Processed;
+    output.processed_at = Some(at(30));
+    output.expires_at = Some(at(40));
+    output.statutory = true;
+    output.size = 5_000_000_000;
+    output.stored_size = u64::try_from(i64::MAX).unwrap();
+    output.wrapped_key = (0..=255).collect();
+    output.location = "bucket/2025/ünïcödé path".to_owned();
+    output.lease = Some(lease_row("transcription", 25, 35));
+    let mut shredded = media_row(owner.id, key, "user.content.photo", 30);
+    shredded.state = MediaState::Deleting;
+    shredded.wrapped_key = Vec::new();
+    h.data
+        .commit(batch(
+            vec![
+                Mutation::InsertSubject(owner.clone()),
+                Mutation::InsertMedia(input.clone()),
+                Mutation::InsertMedia(output.clone()),
+                Mutation::InsertMedia(shredded.clone()),
+            ],
+            vec![event(EventKind::SubjectCreated, 1)],
+        ))
+        .unwrap();
+    assert_eq!(h.data.media(input.id).unwrap(), Some(input.clone()));
+    assert_eq!(h.data.media(output.id).unwrap(), Some(output.clone()));
+    assert_eq!(h.data.media(shredded.id).unwrap(), Some(shredded.clone()));
+    assert_eq!(h.data.media(MediaId::random().unwrap()).unwrap(), None);
+    assert!(
+        h.data
+            .media_of(SubjectId::random().unwrap(), None)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(h.data.count_records().unwrap(), 0, "media are not records");
+
+    let stranger = media_row(SubjectId::random().unwrap(), key, "user.content.photo", 1);
+    let err = h
+        .data
+        .commit(batch(
+            vec![Mutation::InsertMedia(stranger.clone())],
+            vec![event(EventKind::SubjectCreated, 2)],
+        ))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(h.data.media(stranger.id).unwrap(), None);
+    assert_eq!(all_audit(h.data.as_ref()).len(), 1);
+}
+
+/// An update changes exactly the fields it names: an empty one nothing; a lease is granted,
+/// kept through other updates, replaced and cleared; shredding empties the wrapped key and
+/// nothing else. Updating a missing object is not found and rolls the whole batch back.
+pub fn media_updates_change_only_what_they_name(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let owner = subject_row(key, 1);
+    let mut expected = media_row(owner.id, key, "user.content.photo", 10);
+    expected.state = MediaState::Pending;
+    expected.size = 0;
+    expected.stored_size = 0;
+    h.data
+        .commit(batch(
+            vec![
+                Mutation::InsertSubject(owner.clone()),
+                Mutation::InsertMedia(expected.clone()),
+            ],
+            vec![],
+        ))
+        .unwrap();
+    let id = expected.id;
+    let apply = |update: MediaUpdate| {
+        h.data
+            .commit(batch(vec![update_media(id, update)], vec![]))
+            .unwrap();
+        h.data.media(id).unwrap().unwrap()
+    };
+
+    assert_eq!(apply(MediaUpdate::default()), expected);
+
+    expected.state = MediaState::Stored;
+    expected.size = 1_234;
+    expected.stored_size = 1_278;
+    let got = apply(MediaUpdate {
+        state: Some(MediaState::Stored),
+        sizes: Some((1_234, 1_278)),
+        ..MediaUpdate::default()
+    });
+    assert_eq!(got, expected);
+
+    let lease = lease_row("transcription", 50, 80);
+    expected.lease = Some(lease.clone());
+    let got = apply(MediaUpdate {
+        lease: Some(Some(lease)),
+        ..MediaUpdate::default()
+    });
+    assert_eq!(got, expected);
+
+    expected.state = MediaState::Processed;
+    expected.processed_at = Some(at(60));
+    expected.expires_at = Some(at(90));
+    let got = apply(MediaUpdate {
+        state: Some(MediaState::Processed),
+        processed_at: Some(at(60)),
+        expires_at: Some(at(90)),
+        ..MediaUpdate::default()
+    });
+    assert_eq!(got, expected, "the lease stays through other updates");
+
+    let other = lease_row("thumbnailing", 70, 75);
+    expected.lease = Some(other.clone());
+    let got = apply(MediaUpdate {
+        lease: Some(Some(other)),
+        ..MediaUpdate::default()
+    });
+    assert_eq!(got, expected, "a new lease replaces the old one");
+
+    expected.lease = None;
+    let got = apply(MediaUpdate {
+        lease: Some(None),
+        ..MediaUpdate::default()
+    });
+    assert_eq!(got, expected, "the lease is cleared");
+
+    expected.wrapped_key = Vec::new();
+    expected.state = MediaState::Deleting;
+    let got = apply(MediaUpdate {
+        state: Some(MediaState::Deleting),
+        shred: true,
+        ..MediaUpdate::default()
+    });
+    assert_eq!(got, expected, "shredding empties the key and nothing else");
+
+    let err = h
+        .data
+        .commit(batch(
+            vec![
+                update_media(
+                    id,
+                    MediaUpdate {
+                        sizes: Some((1, 2)),
+                        ..MediaUpdate::default()
+                    },
+                ),
+                update_media(
+                    MediaId::random().unwrap(),
+                    MediaUpdate {
+                        state: Some(MediaState::Stored),
+                        ..MediaUpdate::default()
+                    },
+                ),
+            ],
+            vec![event(EventKind::SubjectCreated, 1)],
+        ))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(h.data.media(id).unwrap(), Some(expected));
+    assert_eq!(h.data.audit_head().unwrap(), None);
+}
+
+/// A subject's media come oldest first (ties in registration order), optionally of one
+/// category, and never another subject's.
+pub fn media_of_lists_oldest_first_by_category(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let alice = subject_row(key, 1);
+    let bob = subject_row(key, 2);
+    let late = media_row(alice.id, key, "user.content.photo", 30);
+    let first = media_row(alice.id, key, "user.content.audio_recording", 10);
+    let tie = media_row(alice.id, key, "user.content.photo", 30);
+    let middle = media_row(alice.id, key, "user.content.photo", 20);
+    let bobs = media_row(bob.id, key, "user.content.photo", 5);
+    h.data
+        .commit(batch(
+            vec![
+                Mutation::InsertSubject(alice.clone()),
+                Mutation::InsertSubject(bob.clone()),
+                Mutation::InsertMedia(late.clone()),
+                Mutation::InsertMedia(first.clone()),
+                Mutation::InsertMedia(tie.clone()),
+                Mutation::InsertMedia(middle.clone()),
+                Mutation::InsertMedia(bobs.clone()),
+            ],
+            vec![],
+        ))
+        .unwrap();
+    assert_eq!(
+        h.data.media_of(alice.id, None).unwrap(),
+        vec![first, middle.clone(), late.clone(), tie.clone()]
+    );
+    assert_eq!(
+        h.data
+            .media_of(alice.id, Some("user.content.photo"))
+            .unwrap(),
+        vec![middle, late, tie]
+    );
+    assert!(
+        h.data
+            .media_of(alice.id, Some("user.contact.email"))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(h.data.media_of(bob.id, None).unwrap(), vec![bobs]);
+}
+
+/// `media_in_state` returns objects of one state registered at or before `before`, oldest
+/// first, at most `limit`.
+pub fn media_in_state_filters_by_state_and_age(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let alice = subject_row(key, 1);
+    let bob = subject_row(key, 2);
+    let in_state = |subject: SubjectId, state: MediaState, created: i64| {
+        let mut row = media_row(subject, key, "user.content.photo", created);
+        row.state = state;
+        row
+    };
+    let pending_late = in_state(bob.id, MediaState::Pending, 30);
+    let pending_early = in_state(alice.id, MediaState::Pending, 10);
+    let pending_middle = in_state(alice.id, MediaState::Pending, 20);
+    let stored = in_state(alice.id, MediaState::Stored, 5);
+    let deleting_one = in_state(alice.id, MediaState::Deleting, 15);
+    let deleting_two = in_state(bob.id, MediaState::Deleting, 25);
+    let rows = [
+        &pending_late,
+        &pending_early,
+        &pending_middle,
+        &stored,
+        &deleting_one,
+        &deleting_two,
+    ];
+    let mut mutations = vec![
+        Mutation::InsertSubject(alice.clone()),
+        Mutation::InsertSubject(bob.clone()),
+    ];
+    mutations.extend(rows.iter().map(|&row| Mutation::InsertMedia(row.clone())));
+    h.data.commit(batch(mutations, vec![])).unwrap();
+    let ids = |state, before, limit| {
+        h.data
+            .media_in_state(state, at(before), limit)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        h.data
+            .media_in_state(MediaState::Pending, at(100), 10)
+            .unwrap(),
+        vec![
+            pending_early.clone(),
+            pending_middle.clone(),
+            pending_late.clone()
+        ]
+    );
+    assert_eq!(
+        ids(MediaState::Pending, 20, 10),
+        vec![pending_early.id, pending_middle.id],
+        "`before` is inclusive"
+    );
+    assert_eq!(ids(MediaState::Pending, 19, 10), vec![pending_early.id]);
+    assert_eq!(ids(MediaState::Pending, 9, 10), vec![]);
+    assert_eq!(
+        ids(MediaState::Pending, 100, 2),
+        vec![pending_early.id, pending_middle.id]
+    );
+    assert_eq!(ids(MediaState::Pending, 100, 0), vec![]);
+    assert_eq!(
+        ids(MediaState::Deleting, 100, 10),
+        vec![deleting_one.id, deleting_two.id]
+    );
+    assert_eq!(ids(MediaState::Stored, 4, 10), vec![]);
+    assert_eq!(ids(MediaState::Stored, 5, 10), vec![stored.id]);
+    assert_eq!(ids(MediaState::Processed, 100, 10), vec![]);
+}
+
+/// Deleting a media row twice, or one that never existed, is fine and deletes no record; a
+/// duplicate id conflicts and rolls its batch back; a subject with media cannot be deleted.
+pub fn media_deletions_are_idempotent_and_duplicates_conflict(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let alice = subject_row(key, 1);
+    let gone = media_row(alice.id, key, "user.content.photo", 1);
+    let kept = media_row(alice.id, key, "user.content.photo", 2);
+    h.data
+        .commit(batch(
+            vec![
+                Mutation::InsertSubject(alice.clone()),
+                Mutation::InsertMedia(gone.clone()),
+                Mutation::InsertMedia(kept.clone()),
+            ],
+            vec![],
+        ))
+        .unwrap();
+    let receipt = h
+        .data
+        .commit(batch(
+            vec![
+                Mutation::DeleteMedia(gone.id),
+                Mutation::DeleteMedia(gone.id),
+                Mutation::DeleteMedia(MediaId::random().unwrap()),
+            ],
+            vec![],
+        ))
+        .unwrap();
+    assert_eq!(receipt.deleted_records, 0, "media rows are not records");
+    assert_eq!(h.data.media(gone.id).unwrap(), None);
+    assert_eq!(h.data.media_of(alice.id, None).unwrap(), vec![kept.clone()]);
+    h.data
+        .commit(batch(vec![Mutation::DeleteMedia(gone.id)], vec![]))
+        .unwrap();
+
+    let fresh = media_row(alice.id, key, "user.content.photo", 3);
+    let mut duplicate = media_row(alice.id, key, "user.content.audio_recording", 4);
+    duplicate.id = kept.id;
+    let err = h
+        .data
+        .commit(batch(
+            vec![
+                Mutation::InsertMedia(fresh.clone()),
+                Mutation::InsertMedia(duplicate),
+            ],
+            vec![event(EventKind::SubjectCreated, 1)],
+        ))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(h.data.media(fresh.id).unwrap(), None, "rolled back");
+    assert_eq!(h.data.media(kept.id).unwrap(), Some(kept.clone()));
+    assert_eq!(h.data.audit_head().unwrap(), None);
+
+    let err = h
+        .data
+        .commit(batch(vec![Mutation::DeleteSubject(alice.id)], vec![]))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    h.data
+        .commit(batch(
+            vec![
+                Mutation::DeleteMedia(kept.id),
+                Mutation::DeleteSubject(alice.id),
+            ],
+            vec![],
+        ))
+        .unwrap();
+    assert_eq!(h.data.subject(alice.id).unwrap(), None);
+}
+
+/// `SetExpiry` sets the expiry of a subject's media of that rule that have none, like its
+/// records; other rules, other subjects and objects with an expiry keep theirs.
+pub fn set_expiry_reaches_media_of_that_rule_without_expiry(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let alice = subject_row(key, 1);
+    let bob = subject_row(key, 2);
+    let with_rule = |subject: SubjectId, rule: &str, expires: Option<i64>| {
+        let mut row = media_row(subject, key, "user.content.audio_recording", 1);
+        rule.clone_into(&mut row.rule);
+        row.expires_at = expires.map(at);
+        row
+    };
+    let waiting = with_rule(alice.id, "after-processing", None);
+    let mut pending = with_rule(alice.id, "after-processing", None);
+    pending.state = MediaState::Pending;
+    let already = with_rule(alice.id, "after-processing", Some(5));
+    let other_rule = with_rule(alice.id, "other", None);
+    let other_subject = with_rule(bob.id, "after-processing", None);
+    let mut record = record_row(alice.id, key, "user.content.transcript", 1);
+    "after-processing".clone_into(&mut record.rule);
+    let mut mutations = vec![
+        Mutation::InsertSubject(alice.clone()),
+        Mutation::InsertSubject(bob.clone()),
+        Mutation::InsertRecord(record.clone()),
+    ];
+    mutations.extend(
+        [&waiting, &pending, &already, &other_rule, &other_subject]
+            .into_iter()
+            .map(|m| Mutation::InsertMedia(m.clone())),
+    );
+    h.data.commit(batch(mutations, vec![])).unwrap();
+    h.data
+        .commit(batch(
+            vec![Mutation::SetExpiry {
+                subject: alice.id,
+                rule: "after-processing".to_owned(),
+                expires_at: at(100),
+            }],
+            vec![],
+        ))
+        .unwrap();
+    let expiry = |id| h.data.media(id).unwrap().unwrap().expires_at;
+    assert_eq!(expiry(waiting.id), Some(at(100)));
+    assert_eq!(expiry(pending.id), Some(at(100)));
+    assert_eq!(expiry(already.id), Some(at(5)));
+    assert_eq!(expiry(other_rule.id), None);
+    assert_eq!(expiry(other_subject.id), None);
+    assert_eq!(
+        h.data.record(record.id).unwrap().unwrap().expires_at,
+        Some(at(100))
+    );
+    let mut expected = waiting.clone();
+    expected.expires_at = Some(at(100));
+    assert_eq!(h.data.media(waiting.id).unwrap(), Some(expected));
+}
+
+/// `count_expired` counts expired stored and processed media with the records of the same
+/// category and rule, due or held by the same holds; pending and deleting objects, and objects
+/// not yet expired, are not counted.
+pub fn count_expired_counts_media_with_records(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let alice = subject_row(key, 1);
+    let photo = "user.content.photo";
+    let voice = "user.content.audio_recording";
+    let record = expiring(alice.id, key, photo, 100);
+    let stored = expiring_media(alice.id, key, photo, 100);
+    let mut processed = expiring_media(alice.id, key, photo, 200);
+    processed.state = MediaState::Processed;
+    let mut pending = expiring_media(alice.id, key, photo, 100);
+    pending.state = MediaState::Pending;
+    let mut deleting = expiring_media(alice.id, key, photo, 100);
+    deleting.state = MediaState::Deleting;
+    let future = expiring_media(alice.id, key, photo, 10_000);
+    let held = expiring_media(alice.id, key, voice, 100);
+    let mut other_rule = expiring_media(alice.id, key, photo, 100);
+    "rule-a".clone_into(&mut other_rule.rule);
+    let mut mutations = vec![
+        Mutation::InsertSubject(alice.clone()),
+        Mutation::InsertRecord(record),
+        Mutation::InsertHold(hold(None, Some(voice), None)),
+    ];
+    mutations.extend(
+        [
+            &stored,
+            &processed,
+            &pending,
+            &deleting,
+            &future,
+            &held,
+            &other_rule,
+        ]
+        .into_iter()
+        .map(|m| Mutation::InsertMedia(m.clone())),
+    );
+    h.data.commit(batch(mutations, vec![])).unwrap();
+    let count = |category: &str, rule: &str, due: u64, held: u64| ExpiredCount {
+        category: category.to_owned(),
+        rule: rule.to_owned(),
+        due,
+        held,
+    };
+    assert_eq!(
+        h.data.count_expired(at(500)).unwrap(),
+        vec![
+            count(voice, &format!("rule-{voice}"), 0, 1),
+            count(photo, "rule-a", 1, 0),
+            count(photo, &format!("rule-{photo}"), 3, 0),
+        ]
+    );
+    assert_eq!(
+        h.data.count_expired(at(150)).unwrap(),
+        vec![
+            count(voice, &format!("rule-{voice}"), 0, 1),
+            count(photo, "rule-a", 1, 0),
+            count(photo, &format!("rule-{photo}"), 2, 0),
+        ]
+    );
+    assert!(h.data.count_expired(at(99)).unwrap().is_empty());
+}
+
+/// The claim takes exactly the due stored and processed objects, oldest expiry first, at most
+/// `limit` per call: each becomes deleting with its key emptied and its lease cleared, and gets
+/// one retention audit entry naming its rule; a second claim takes nothing.
+pub fn claim_expired_media_claims_due_unheld_objects_and_audits_each(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let alice = subject_row(key, 1);
+    let bob = subject_row(key, 2);
+    let late = expiring_media(alice.id, key, "user.content.photo", 30_000);
+    let mut early = expiring_media(bob.id, key, "user.content.audio_recording", 10_000);
+    early.lease = Some(lease_row("transcription", 1, 60_000));
+    let mut middle = expiring_media(alice.id, key, "user.content.transcript", 20_000);
+    middle.state = MediaState::Processed;
+    middle.processed_at = Some(at(5));
+    middle.statutory = true;
+    let future = expiring_media(alice.id, key, "user.content.photo", 90_000);
+    let mut pending = expiring_media(bob.id, key, "user.content.photo", 5_000);
+    pending.state = MediaState::Pending;
+    let mut deleting = expiring_media(bob.id, key, "user.content.photo", 5_000);
+    deleting.state = MediaState::Deleting;
+    deleting.wrapped_key = Vec::new();
+    let waiting = media_row(alice.id, key, "user.content.photo", 1);
+    let record = expiring(alice.id, key, "user.contact.email", 90_000);
+    let mut mutations = vec![
+        Mutation::InsertSubject(alice.clone()),
+        Mutation::InsertSubject(bob.clone()),
+        Mutation::InsertRecord(record.clone()),
+    ];
+    mutations.extend(
+        [
+            &late, &early, &middle, &future, &pending, &deleting, &waiting,
+        ]
+        .into_iter()
+        .map(|m| Mutation::InsertMedia(m.clone())),
+    );
+    h.data
+        .commit(batch(mutations, vec![event(EventKind::SubjectCreated, 1)]))
+        .unwrap();
+    let now = at(50_000);
+    assert!(
+        h.data
+            .claim_expired_media(now, 0, "sweeper")
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        h.data
+            .claim_expired_media(at(9_999), 10, "sweeper")
+            .unwrap()
+            .is_empty()
+    );
+    let counts = h.data.count_expired(now).unwrap();
+    assert_eq!(counts.iter().map(|c| c.due).sum::<u64>(), 3);
+
+    let first = h.data.claim_expired_media(now, 2, "sweeper").unwrap();
+    assert_eq!(
+        first.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![early.id, middle.id],
+        "oldest expiry first, at most the limit"
+    );
+    assert_eq!(first[0].subject, bob.id);
+    assert_eq!(first[0].category, early.category);
+    assert_eq!(first[0].rule, early.rule);
+    assert_eq!(first[0].location, early.location);
+    assert_eq!(first[1].subject, alice.id);
+    let second = h.data.claim_expired_media(now, 2, "sweeper").unwrap();
+    assert_eq!(
+        second.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![late.id]
+    );
+    assert!(
+        h.data
+            .claim_expired_media(now, 2, "sweeper")
+            .unwrap()
+            .is_empty()
+    );
+    assert!(h.data.count_expired(now).unwrap().is_empty());
+
+    for claimed in [&early, &middle, &late] {
+        let mut expected = claimed.clone();
+        expected.state = MediaState::Deleting;
+        expected.wrapped_key = Vec::new();
+        expected.lease = None;
+        assert_eq!(h.data.media(claimed.id).unwrap(), Some(expected));
+    }
+    for kept in [&future, &pending, &deleting, &waiting] {
+        assert_eq!(h.data.media(kept.id).unwrap().as_ref(), Some(kept));
+    }
+    assert_eq!(h.data.record(record.id).unwrap(), Some(record));
+    let claimed: Vec<MediaId> = h
+        .data
+        .media_in_state(MediaState::Deleting, now, 10)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(
+        claimed.len(),
+        4,
+        "the three claimed and the one already deleting"
+    );
+
+    let entries = all_audit(h.data.as_ref());
+    custodia_audit::verify(&entries).unwrap();
+    let deleted = retention_entries(h.data.as_ref());
+    assert_eq!(deleted.len(), 3, "one entry per claimed object");
+    for (entry, media) in deleted.iter().zip([&early, &middle, &late]) {
+        assert_eq!(entry.event.record, Some(media.id.to_string()));
+        assert_eq!(entry.event.subject, Some(media.subject.to_string()));
+        assert_eq!(entry.event.category, Some(media.category.clone()));
+        assert_eq!(entry.event.rule, Some(media.rule.clone()));
+        assert_eq!(entry.event.actor.as_deref(), Some("sweeper"));
+        assert_eq!(entry.event.at, now.as_millis());
+    }
+}
+
+/// Holds keep media objects exactly as they keep records: scoped to a subject, a category,
+/// both, or everything; ended and released holds keep nothing.
+pub fn claim_expired_media_honours_subject_category_ended_and_released_holds(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let alice = subject_row(key, 1);
+    let bob = subject_row(key, 2);
+    let carol = subject_row(key, 3);
+    let photo = "user.content.photo";
+    let voice = "user.content.audio_recording";
+    let video = "user.content.video";
+    let alice_photo = expiring_media(alice.id, key, photo, 100);
+    let alice_voice = expiring_media(alice.id, key, voice, 100);
+    let bob_photo = expiring_media(bob.id, key, photo, 100);
+    let bob_voice = expiring_media(bob.id, key, voice, 100);
+    let carol_video = expiring_media(carol.id, key, video, 100);
+    let carol_voice = expiring_media(carol.id, key, voice, 100);
+    let by_subject = hold(Some(alice.id), None, None);
+    let by_category = hold(None, Some(photo), None);
+    let by_both = hold(Some(carol.id), Some(video), None);
+    let ended = hold(Some(bob.id), None, Some(500));
+    let released = hold(None, Some(voice), None);
+    let mut mutations: Vec<Mutation> = [&alice, &bob, &carol]
+        .into_iter()
+        .map(|s| Mutation::InsertSubject(s.clone()))
+        .collect();
+    mutations.extend(
+        [
+            &alice_photo,
+            &alice_voice,
+            &bob_photo,
+            &bob_voice,
+            &carol_video,
+            &carol_voice,
+        ]
+        .into_iter()
+        .map(|m| Mutation::InsertMedia(m.clone())),
+    );
+    mutations.extend(
+        [&by_subject, &by_category, &by_both, &ended, &released]
+            .into_iter()
+            .map(|hold| Mutation::InsertHold(hold.clone())),
+    );
+    mutations.push(Mutation::ReleaseHold {
+        id: released.id,
+        at: at(10),
+    });
+    h.data.commit(batch(mutations, vec![])).unwrap();
+    let ids =
+        |claimed: Vec<crate::SweptMedia>| claimed.into_iter().map(|m| m.id).collect::<Vec<_>>();
+
+    // Before the ended hold's end, it keeps bob's objects too.
+    let before_end = at(400);
+    let counts = h.data.count_expired(before_end).unwrap();
+    assert_eq!(counts.iter().map(|c| c.held).sum::<u64>(), 5);
+    assert_eq!(counts.iter().map(|c| c.due).sum::<u64>(), 1);
+    let claimed = h
+        .data
+        .claim_expired_media(before_end, 100, "sweeper")
+        .unwrap();
+    assert_eq!(
+        ids(claimed),
+        vec![carol_voice.id],
+        "the released hold keeps nothing"
+    );
+
+    // At its end (`ends_at` is exclusive) the ended hold lets bob's voice go; the category hold
+    // still keeps bob's photo.
+    let after_end = at(500);
+    let claimed = h
+        .data
+        .claim_expired_media(after_end, 100, "sweeper")
+        .unwrap();
+    assert_eq!(ids(claimed), vec![bob_voice.id]);
+    assert!(
+        h.data
+            .claim_expired_media(after_end, 100, "sweeper")
+            .unwrap()
+            .is_empty()
+    );
+    let holds = h.data.holds().unwrap();
+    for kept in [&alice_photo, &alice_voice, &bob_photo, &carol_video] {
+        assert_eq!(h.data.media(kept.id).unwrap().as_ref(), Some(kept));
+        assert!(
+            holds
+                .iter()
+                .any(|hold| hold.applies(kept.subject, &kept.category, after_end)),
+            "HoldRow::applies agrees with the store"
+        );
+    }
+    let counts = h.data.count_expired(after_end).unwrap();
+    assert_eq!(counts.iter().map(|c| c.held).sum::<u64>(), 4);
+    assert_eq!(counts.iter().map(|c| c.due).sum::<u64>(), 0);
+
+    // A hold on everything keeps everything, until it is released too.
+    let everything = hold(None, None, None);
+    h.data
+        .commit(batch(
+            [&by_subject, &by_category, &by_both]
+                .into_iter()
+                .map(|hold| Mutation::ReleaseHold {
+                    id: hold.id,
+                    at: at(600),
+                })
+                .chain([Mutation::InsertHold(everything.clone())])
+                .collect(),
+            vec![],
+        ))
+        .unwrap();
+    assert!(
+        h.data
+            .claim_expired_media(at(700), 100, "sweeper")
+            .unwrap()
+            .is_empty()
+    );
+    h.data
+        .commit(batch(
+            vec![Mutation::ReleaseHold {
+                id: everything.id,
+                at: at(800),
+            }],
+            vec![],
+        ))
+        .unwrap();
+    let claimed = h.data.claim_expired_media(at(900), 100, "sweeper").unwrap();
+    assert_eq!(claimed.len(), 4);
+    assert!(
+        h.data
+            .media_in_state(MediaState::Stored, at(1_000), 100)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(retention_entries(h.data.as_ref()).len(), 6);
+    custodia_audit::verify(all_audit(h.data.as_ref())).unwrap();
+}
+
+/// Two handles (two server instances) claiming from several threads at once claim and audit
+/// every due object exactly once, and the chain stays whole.
+pub fn concurrent_media_claims_from_two_handles_claim_each_object_once(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let owner = subject_row(key, 1);
+    let mut mutations = vec![Mutation::InsertSubject(owner.clone())];
+    let due: Vec<MediaRow> = (0..120)
+        .map(|i| expiring_media(owner.id, key, "user.content.photo", 1_000 + i))
+        .collect();
+    mutations.extend(due.iter().cloned().map(Mutation::InsertMedia));
+    let kept = expiring_media(owner.id, key, "user.content.photo", 1_000_000);
+    mutations.push(Mutation::InsertMedia(kept.clone()));
+    h.data.commit(batch(mutations, vec![])).unwrap();
+    let (second, _) = (h.reopen)();
+    let handles: Vec<Arc<dyn DataStore>> = vec![h.data.clone(), second];
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let store = handles[t % 2].clone();
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                loop {
+                    let claimed = store
+                        .claim_expired_media(at(500_000), 7, &format!("sweeper-{t}"))
+                        .unwrap();
+                    if claimed.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(claimed.into_iter().map(|m| m.id));
+                }
+            })
+        })
+        .collect();
+    let mut claimed: Vec<MediaId> = Vec::new();
+    for thread in threads {
+        claimed.extend(thread.join().unwrap());
+    }
+    assert_eq!(claimed.len(), due.len(), "each due object claimed once");
+    claimed.sort();
+    claimed.dedup();
+    assert_eq!(claimed.len(), due.len(), "no object claimed twice");
+    let deleting = h
+        .data
+        .media_in_state(MediaState::Deleting, at(500_000), 1_000)
+        .unwrap();
+    assert_eq!(deleting.len(), due.len());
+    assert!(deleting.iter().all(|m| m.wrapped_key.is_empty()));
+    assert_eq!(h.data.media(kept.id).unwrap(), Some(kept));
+    let entries = all_audit(h.data.as_ref());
+    custodia_audit::verify(&entries).unwrap();
+    let mut audited: Vec<String> = retention_entries(h.data.as_ref())
+        .into_iter()
+        .filter_map(|e| e.event.record)
+        .collect();
+    assert_eq!(audited.len(), due.len(), "one audit entry per claim");
     audited.sort();
     audited.dedup();
     assert_eq!(audited.len(), due.len());

@@ -24,11 +24,12 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use custodia_audit::{AuditEvent, EventKind};
-use custodia_core::{ConsentId, HoldId, KeyId, RecordId, SubjectId, Timestamp};
+use custodia_core::{ConsentId, HoldId, KeyId, MediaId, RecordId, SubjectId, Timestamp};
 use custodia_store::conformance::Harness;
 use custodia_store::{
     ConsentEventKind, ConsentRow, DataKeyKind, DataKeyRow, DataStore, EpochRow, HoldRow, KeyStore,
-    KeyStoreMeta, Mutation, PolicyVersionRow, SCHEMA_VERSION, StoreError, SubjectRow, WriteBatch,
+    KeyStoreMeta, MediaRow, MediaState, Mutation, PolicyVersionRow, SCHEMA_VERSION, StoreError,
+    SubjectRow, WriteBatch,
 };
 use custodia_store_postgres::{PgDataStore, PgKeyStore, PoolOptions, PostgresStores};
 
@@ -331,6 +332,7 @@ fn connect_split_puts_each_store_in_its_own_schema() {
             format!("{ns}_data.audit_head"),
             format!("{ns}_data.consent_events"),
             format!("{ns}_data.holds"),
+            format!("{ns}_data.media"),
             format!("{ns}_data.policy_versions"),
             format!("{ns}_data.records"),
             format!("{ns}_data.schema_version"),
@@ -749,6 +751,116 @@ fn a_version_2_data_schema_is_migrated_on_connect() {
     let (data, _keys) = scratch.connect().unwrap();
     assert_eq!(data.holds().unwrap(), [hold]);
     assert!(data.record(record).unwrap().is_some(), "the hold keeps it");
+    assert_eq!(
+        version_rows(&mut scratch.sql(), &schema),
+        current_versions("data")
+    );
+}
+
+/// A data schema left by the build before media objects (version 3) is brought to the current
+/// version by the next connect, keeping what it held; a subject of it can then hold media
+/// objects, which its holds keep like its records.
+#[test]
+fn a_version_3_data_schema_is_migrated_on_connect() {
+    let url = database_or_skip!("a_version_3_data_schema_is_migrated_on_connect");
+    let scratch = Scratch::new(&url);
+    drop(scratch.connect().unwrap());
+    let schema = scratch.schema("data");
+    let owner = subject_row();
+    let hold = HoldId::random().unwrap();
+    {
+        // What that build's migrations did: the schema, its version table, migrations 001 to
+        // 003 and their version rows, in one transaction.
+        let mut sql = scratch.sql();
+        let mut tx = sql.transaction().unwrap();
+        tx.batch_execute(&format!(
+            "DROP SCHEMA \"{schema}\" CASCADE;
+             CREATE SCHEMA \"{schema}\";
+             CREATE TABLE \"{schema}\".schema_version (
+                 version    INTEGER     NOT NULL PRIMARY KEY CHECK (version >= 1),
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+             );
+             SET LOCAL search_path TO \"{schema}\";"
+        ))
+        .unwrap();
+        tx.batch_execute(include_str!("../../migrations/data/001_initial.sql"))
+            .unwrap();
+        tx.batch_execute(include_str!(
+            "../../migrations/data/002_consent_keys_policies.sql"
+        ))
+        .unwrap();
+        tx.batch_execute(include_str!("../../migrations/data/003_holds.sql"))
+            .unwrap();
+        tx.batch_execute("INSERT INTO schema_version (version) VALUES (1), (2), (3)")
+            .unwrap();
+        let (id, lookup, key): (&[u8], &[u8], &[u8]) =
+            (owner.id.as_bytes(), &owner.lookup, owner.key.as_bytes());
+        tx.execute(
+            "INSERT INTO subjects (id, lookup, profile, key, created_at, last_active_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &id,
+                &lookup,
+                &owner.profile,
+                &key,
+                &owner.created_at.as_millis(),
+                &owner.last_active_at.as_millis(),
+            ],
+        )
+        .unwrap();
+        let hold_id: &[u8] = hold.as_bytes();
+        tx.execute(
+            "INSERT INTO holds (id, subject, reason, created_at) VALUES ($1, $2, 'case', 1)",
+            &[&hold_id, &id],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        assert!(!tables_of(&mut sql, &schema).contains(&"media".to_owned()));
+    }
+
+    let (data, _keys) = scratch.connect().unwrap();
+    assert_eq!(
+        version_rows(&mut scratch.sql(), &schema),
+        current_versions("data")
+    );
+    assert_eq!(data.subject(owner.id).unwrap(), Some(owner.clone()));
+    assert_eq!(data.holds().unwrap().len(), 1);
+    let media = MediaRow {
+        id: MediaId::random().unwrap(),
+        subject: owner.id,
+        category: "user.media.photo".to_owned(),
+        purpose: "account".to_owned(),
+        key: owner.key,
+        wrapped_key: vec![9; 40],
+        location: "objects/a".to_owned(),
+        content_type: "image/jpeg".to_owned(),
+        size: 10,
+        stored_size: 50,
+        state: MediaState::Stored,
+        parent: None,
+        created_at: Timestamp::from_millis(2),
+        processed_at: None,
+        rule: "photo".to_owned(),
+        expires_at: Some(Timestamp::from_millis(10)),
+        statutory: false,
+        lease: None,
+    };
+    data.commit(WriteBatch {
+        mutations: vec![Mutation::InsertMedia(media.clone())],
+        audit: vec![],
+    })
+    .unwrap();
+    assert!(
+        data.claim_expired_media(Timestamp::from_millis(20), 10, "t")
+            .unwrap()
+            .is_empty(),
+        "the hold keeps it"
+    );
+    drop(data);
+
+    // Connected again, it is current and migrates nothing more.
+    let (data, _keys) = scratch.connect().unwrap();
+    assert_eq!(data.media(media.id).unwrap(), Some(media));
     assert_eq!(
         version_rows(&mut scratch.sql(), &schema),
         current_versions("data")

@@ -13,12 +13,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use custodia_audit::{AuditEvent, EventKind};
-use custodia_core::{ApiKeyId, ConsentId, HoldId, KeyId, RecordId, SubjectId, Timestamp};
+use custodia_core::{ApiKeyId, ConsentId, HoldId, KeyId, MediaId, RecordId, SubjectId, Timestamp};
 use custodia_store::conformance::{Harness, Reopen};
 use custodia_store::{
     ApiKeyRow, ConsentEventKind, ConsentRow, DataKeyKind, DataKeyRow, DataStore, EpochRow, HoldRow,
-    KeyStore, KeyStoreMeta, Mutation, PolicyVersionRow, RecordRow, SCHEMA_VERSION, StoreError,
-    SubjectRow, WriteBatch,
+    KeyStore, KeyStoreMeta, MediaRow, MediaState, Mutation, PolicyVersionRow, RecordRow,
+    SCHEMA_VERSION, StoreError, SubjectRow, WriteBatch,
 };
 use custodia_store_sqlite::{DATA_FILE, KEYRING_FILE, KEYS_FILE, SqliteStores};
 use tempfile::TempDir;
@@ -192,6 +192,7 @@ fn data_and_keys_live_in_separate_files() {
             "audit",
             "consent_events",
             "holds",
+            "media",
             "policy_versions",
             "records",
             "subjects"
@@ -423,6 +424,97 @@ fn a_version_2_data_store_is_migrated_on_open() {
     assert_eq!(data.holds().unwrap(), [hold]);
     assert_eq!(data.settings().unwrap().schema_version, SCHEMA_VERSION);
     assert!(data.record(record).unwrap().is_some(), "the hold keeps it");
+}
+
+/// A `data.db` left by the build before media objects (schema version 3) is brought to the
+/// current version when the directory is next opened, keeping what it held; a subject of it can
+/// then hold media objects, which its holds keep like its records.
+#[test]
+fn a_version_3_data_store_is_migrated_on_open() {
+    let dir = new_dir();
+    drop(SqliteStores::open(dir.path()).unwrap());
+    let data_path = dir.path().join(DATA_FILE);
+    remove_db(&data_path);
+    let owner = subject(vec![7; 16]);
+    let hold = HoldId::random().unwrap();
+    {
+        // What that build's migrations did: 001 to 003 and the version stamp, in one
+        // transaction, on a WAL file.
+        let mut conn = raw(&data_path);
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        let tx = conn.transaction().unwrap();
+        tx.execute_batch(include_str!("../../migrations/data/001_initial.sql"))
+            .unwrap();
+        tx.execute_batch(include_str!(
+            "../../migrations/data/002_consent_keys_policies.sql"
+        ))
+        .unwrap();
+        tx.execute_batch(include_str!("../../migrations/data/003_holds.sql"))
+            .unwrap();
+        tx.pragma_update(None, "user_version", 3).unwrap();
+        tx.execute(
+            "INSERT INTO subjects (id, lookup, profile, key, created_at, last_active_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            rusqlite::params![
+                owner.id.as_bytes(),
+                owner.lookup,
+                owner.profile,
+                owner.key.as_bytes(),
+                owner.created_at.as_millis(),
+                owner.last_active_at.as_millis(),
+            ],
+        )
+        .unwrap();
+        tx.execute(
+            "INSERT INTO holds (id, subject, reason, created_at) VALUES (?1, ?2, 'case', 1)",
+            rusqlite::params![hold.as_bytes(), owner.id.as_bytes()],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    assert!(!tables(&data_path).contains(&"media".to_owned()));
+
+    let (data, _keys) = SqliteStores::open_existing(dir.path()).unwrap();
+    assert_eq!(data.settings().unwrap().schema_version, SCHEMA_VERSION);
+    assert_eq!(data.subject(owner.id).unwrap(), Some(owner.clone()));
+    assert_eq!(data.holds().unwrap().len(), 1);
+    let media = MediaRow {
+        id: MediaId::random().unwrap(),
+        subject: owner.id,
+        category: "user.media.photo".to_owned(),
+        purpose: "account".to_owned(),
+        key: owner.key,
+        wrapped_key: vec![9; 40],
+        location: "objects/a".to_owned(),
+        content_type: "image/jpeg".to_owned(),
+        size: 10,
+        stored_size: 50,
+        state: MediaState::Stored,
+        parent: None,
+        created_at: at(2),
+        processed_at: None,
+        rule: "photo".to_owned(),
+        expires_at: Some(at(10)),
+        statutory: false,
+        lease: None,
+    };
+    data.commit(WriteBatch {
+        mutations: vec![Mutation::InsertMedia(media.clone())],
+        audit: vec![],
+    })
+    .unwrap();
+    assert!(
+        data.claim_expired_media(at(20), 10, "t")
+            .unwrap()
+            .is_empty(),
+        "the hold keeps it"
+    );
+    drop(data);
+
+    // Opened again, it is current and migrates nothing more.
+    let (data, _keys) = SqliteStores::open_existing(dir.path()).unwrap();
+    assert_eq!(data.settings().unwrap().schema_version, SCHEMA_VERSION);
+    assert_eq!(data.media(media.id).unwrap(), Some(media));
 }
 
 #[test]
