@@ -77,6 +77,27 @@ impl IdKind for LeaseKind {
     const PREFIX: &'static str = "lease";
 }
 
+/// Marks data-subject request ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RequestKind {}
+impl IdKind for RequestKind {
+    const PREFIX: &'static str = "req";
+}
+
+/// Marks disclosure ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DisclosureKind {}
+impl IdKind for DisclosureKind {
+    const PREFIX: &'static str = "dis";
+}
+
+/// Marks outbox notification ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NotificationKind {}
+impl IdKind for NotificationKind {
+    const PREFIX: &'static str = "ntf";
+}
+
 /// A subject's id.
 pub type SubjectId = Id<SubjectKind>;
 /// A record's id.
@@ -93,6 +114,12 @@ pub type HoldId = Id<HoldKind>;
 pub type MediaId = Id<MediaKind>;
 /// A processing lease's id.
 pub type LeaseId = Id<LeaseKind>;
+/// A data-subject request's id.
+pub type RequestId = Id<RequestKind>;
+/// A disclosure's id.
+pub type DisclosureId = Id<DisclosureKind>;
+/// An outbox notification's id.
+pub type NotificationId = Id<NotificationKind>;
 
 /// Text that is not an id of the expected kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -8,6 +8,7 @@ pub mod time;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use id::{
-    ApiKeyId, ConsentId, HoldId, Id, IdError, KeyId, LeaseId, MediaId, RecordId, SubjectId,
+    ApiKeyId, ConsentId, DisclosureId, HoldId, Id, IdError, KeyId, LeaseId, MediaId, NotificationId,
+    RecordId, RequestId, SubjectId,
 };
 pub use time::{CalendarUnit, Timestamp, TimestampError};
