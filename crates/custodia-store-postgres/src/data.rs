@@ -1,14 +1,17 @@
 //! [`PgDataStore`]: subjects, encrypted records, media objects, the consent ledger, API keys,
-//! published policy versions, legal holds and the audit chain in `{namespace}_data`.
+//! published policy versions, legal holds, data-subject requests, the disclosure log, the
+//! notification outbox and the audit chain in `{namespace}_data`.
 
 use custodia_audit::{Anchor, AuditEntry, AuditEvent, Chain, EventKind};
 use custodia_core::{
-    ApiKeyId, ConsentId, HoldId, KeyId, LeaseId, MediaId, RecordId, SubjectId, Timestamp,
+    ApiKeyId, ConsentId, DisclosureId, HoldId, KeyId, LeaseId, MediaId, NotificationId, RecordId,
+    RequestId, SubjectId, Timestamp,
 };
 use custodia_store::{
-    ApiKeyRow, CommitReceipt, ConsentEventKind, ConsentRow, DataStore, ExpiredCount, HoldRow,
-    LeaseRow, MediaRow, MediaState, MediaUpdate, Mutation, PolicyVersionRow, RecordRow, StoreError,
-    SubjectRow, SubjectUpdate, SweptMedia, SweptRecord, WriteBatch,
+    ApiKeyRow, CommitReceipt, ConsentEventKind, ConsentRow, DataStore, DisclosureRow, ExpiredCount,
+    HoldRow, LeaseRow, MediaRow, MediaState, MediaUpdate, Mutation, NotificationRow,
+    NotificationUpdate, PolicyVersionRow, RecordRow, RequestFilter, RequestRow, RequestUpdate,
+    StoreError, SubjectRow, SubjectUpdate, SweptMedia, SweptRecord, VerificationRow, WriteBatch,
 };
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
@@ -44,6 +47,15 @@ const HOLD_COLUMNS: &str = "id, subject, category, reason, created_at, ends_at, 
 const MEDIA_COLUMNS: &str = "id, subject, category, purpose, key, wrapped_key, location, \
     content_type, size, stored_size, state, parent, created_at, processed_at, rule, expires_at, \
     statutory, lease_id, lease_holder, lease_purpose, lease_granted_at, lease_expires_at";
+/// Columns of `requests`, in the order [`request_from_row`] reads them.
+const REQUEST_COLUMNS: &str = "id, subject, kind, state, law, received_at, acknowledge_by, \
+    due_at, original_due_at, flags, verification_code_hash, verification_issued_at, \
+    verification_expires_at, verification_attempts, updated_at, closed_at, version, details";
+/// Columns of `disclosures`, in the order [`disclosure_from_row`] reads them.
+const DISCLOSURE_COLUMNS: &str = "id, subject, recipient, recipient_kind, categories, purpose, at, reference, country, mechanism";
+/// Columns of `notifications`, in the order [`notification_from_row`] reads them.
+const NOTIFICATION_COLUMNS: &str = "id, kind, request, subject, recipient, state, attempts, \
+    next_attempt_at, last_error, created_at, delivered_at, settled_at, reason, payload";
 /// Whether a hold in force at `$1` covers the record `r` (or the media object `m`, once `r.` is
 /// replaced): the same condition as `HoldRow::applies`, in SQL so the sweeper decides in the
 /// statement that locks its victims.
@@ -107,6 +119,7 @@ struct Sql {
     insert_audit: String,
     copy_audit: String,
     audit_entries: String,
+    audit_entries_of: String,
     insert_hold: String,
     release_hold: String,
     holds: String,
@@ -123,6 +136,20 @@ struct Sql {
     media_in_state: String,
     claim_victims: String,
     claim_media: String,
+    insert_request: String,
+    update_request: String,
+    request_version: String,
+    request: String,
+    /// The start of [`DataStore::requests`]' query, which adds the filter's conditions.
+    requests: String,
+    insert_disclosure: String,
+    disclosures_of: String,
+    insert_notification: String,
+    update_notification: String,
+    notification: String,
+    notifications_of: String,
+    due_notifications: String,
+    claim_notifications: String,
 }
 
 impl Sql {
@@ -212,6 +239,10 @@ impl Sql {
             audit_entries: format!(
                 "SELECT {AUDIT_COLUMNS} FROM {s}.audit WHERE seq >= $1 ORDER BY seq LIMIT $2"
             ),
+            audit_entries_of: format!(
+                "SELECT {AUDIT_COLUMNS} FROM {s}.audit \
+                 WHERE seq >= $1 AND seq <= $2 AND kind = ANY($3) ORDER BY seq LIMIT $4"
+            ),
             insert_hold: format!(
                 "INSERT INTO {s}.holds ({HOLD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
             ),
@@ -289,6 +320,80 @@ impl Sql {
                 "UPDATE {s}.media SET state = 'deleting', wrapped_key = ''::bytea, \
                  lease_id = NULL, lease_holder = NULL, lease_purpose = NULL, \
                  lease_granted_at = NULL, lease_expires_at = NULL WHERE id = ANY($1)"
+            ),
+            // Requests and disclosures outlive their subject like the consent ledger, so they
+            // check it the same way: select its row, key-share locked until the commit.
+            insert_request: format!(
+                "INSERT INTO {s}.requests ({REQUEST_COLUMNS}) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                 $17, $18 FROM {s}.subjects WHERE id = $2 FOR KEY SHARE"
+            ),
+            // Applies only while the row is at the version the caller read ($2), and bumps it.
+            // COALESCE keeps a column when its update field is `None`; the verification columns
+            // change together when $8 says it changes (to $9..$12, all NULL to clear it).
+            update_request: format!(
+                "UPDATE {s}.requests SET state = COALESCE($3::text, state), \
+                 due_at = COALESCE($4::bigint, due_at), \
+                 original_due_at = COALESCE($5::bigint, original_due_at), \
+                 details = COALESCE($6::bytea, details), \
+                 flags = COALESCE($7::text[], flags), \
+                 verification_code_hash = \
+                 CASE WHEN $8::boolean THEN $9::bytea ELSE verification_code_hash END, \
+                 verification_issued_at = \
+                 CASE WHEN $8 THEN $10::bigint ELSE verification_issued_at END, \
+                 verification_expires_at = \
+                 CASE WHEN $8 THEN $11::bigint ELSE verification_expires_at END, \
+                 verification_attempts = \
+                 CASE WHEN $8 THEN $12::bigint ELSE verification_attempts END, \
+                 closed_at = COALESCE($13::bigint, closed_at), \
+                 updated_at = $14::bigint, version = version + 1 \
+                 WHERE id = $1 AND version = $2::bigint"
+            ),
+            request_version: format!("SELECT version FROM {s}.requests WHERE id = $1"),
+            request: format!("SELECT {REQUEST_COLUMNS} FROM {s}.requests WHERE id = $1"),
+            requests: format!("SELECT {REQUEST_COLUMNS} FROM {s}.requests WHERE TRUE"),
+            insert_disclosure: format!(
+                "INSERT INTO {s}.disclosures ({DISCLOSURE_COLUMNS}) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM {s}.subjects WHERE id = $2 \
+                 FOR KEY SHARE"
+            ),
+            disclosures_of: format!(
+                "SELECT {DISCLOSURE_COLUMNS} FROM {s}.disclosures WHERE subject = $1 ORDER BY pos"
+            ),
+            insert_notification: format!(
+                "INSERT INTO {s}.notifications ({NOTIFICATION_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            ),
+            // COALESCE keeps a column when its update field is `None`; $4 and $6 say whether
+            // the nullable next attempt ($5) and last error ($7) change, so they can be cleared.
+            update_notification: format!(
+                "UPDATE {s}.notifications SET state = COALESCE($2::text, state), \
+                 attempts = COALESCE($3::bigint, attempts), \
+                 next_attempt_at = CASE WHEN $4::boolean THEN $5::bigint ELSE next_attempt_at END, \
+                 last_error = CASE WHEN $6::boolean THEN $7::text ELSE last_error END, \
+                 delivered_at = COALESCE($8::bigint, delivered_at), \
+                 settled_at = COALESCE($9::bigint, settled_at), \
+                 reason = COALESCE($10::bytea, reason), \
+                 payload = COALESCE($11::bytea, payload) \
+                 WHERE id = $1"
+            ),
+            notification: format!(
+                "SELECT {NOTIFICATION_COLUMNS} FROM {s}.notifications WHERE id = $1"
+            ),
+            notifications_of: format!(
+                "SELECT {NOTIFICATION_COLUMNS} FROM {s}.notifications WHERE request = $1 \
+                 ORDER BY pos"
+            ),
+            // SKIP LOCKED, as for records: a second deliverer claiming at the same time passes
+            // over the notifications this one has locked and takes the next due ones.
+            due_notifications: format!(
+                "SELECT {NOTIFICATION_COLUMNS} FROM {s}.notifications \
+                 WHERE state = 'pending' AND next_attempt_at IS NOT NULL \
+                 AND next_attempt_at <= $1 \
+                 ORDER BY next_attempt_at, pos LIMIT $2 FOR UPDATE SKIP LOCKED"
+            ),
+            claim_notifications: format!(
+                "UPDATE {s}.notifications SET next_attempt_at = $2 WHERE id = ANY($1)"
             ),
         }
     }
@@ -557,6 +662,30 @@ impl PgDataStore {
                     .with_context(|| format!("deleting media object {id}"))?;
                 Ok(0)
             }
+            Mutation::InsertRequest(row) => {
+                insert_request(tx, statements, &sql.insert_request, row)?;
+                Ok(0)
+            }
+            Mutation::UpdateRequest {
+                id,
+                expected_version,
+                update,
+            } => {
+                update_request(tx, statements, sql, *id, *expected_version, update)?;
+                Ok(0)
+            }
+            Mutation::InsertDisclosure(row) => {
+                insert_disclosure(tx, statements, &sql.insert_disclosure, row)?;
+                Ok(0)
+            }
+            Mutation::InsertNotification(row) => {
+                insert_notification(tx, statements, &sql.insert_notification, row)?;
+                Ok(0)
+            }
+            Mutation::UpdateNotification { id, update } => {
+                update_notification(tx, statements, &sql.update_notification, *id, update)?;
+                Ok(0)
+            }
             Mutation::InsertPolicyVersion(row) => {
                 // The label is left out of messages like every stored value.
                 statements
@@ -793,6 +922,120 @@ impl DataStore for PgDataStore {
         })
     }
 
+    fn request(&self, id: RequestId) -> Result<Option<RequestRow>, StoreError> {
+        let bytes: &[u8] = id.as_bytes();
+        self.query_opt(&self.sql.request, &[&bytes], request_from_row, || {
+            format!("reading request {id}")
+        })
+    }
+
+    fn requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRow>, StoreError> {
+        // Only the conditions the filter sets are in the text, so the planner can pick the
+        // state or the subject index; the statement cache keeps each of the few shapes.
+        let mut sql = self.sql.requests.clone();
+        let state = filter.state.as_deref();
+        let due_before = filter.due_before.map(Timestamp::as_millis);
+        let subject: Option<&[u8]> = filter.subject.as_ref().map(|s| s.as_bytes().as_slice());
+        let limit = match filter.limit {
+            0 => i64::MAX,
+            n => self::limit(n),
+        };
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&limit];
+        if let Some(state) = &state {
+            params.push(state);
+            sql.push_str(&format!(" AND state = ${}", params.len()));
+        }
+        if let Some(due_before) = &due_before {
+            params.push(due_before);
+            sql.push_str(&format!(" AND due_at <= ${}", params.len()));
+        }
+        if let Some(subject) = &subject {
+            params.push(subject);
+            sql.push_str(&format!(" AND subject = ${}", params.len()));
+        }
+        if filter.open_only {
+            sql.push_str(" AND state NOT IN ('fulfilled', 'rejected')");
+        }
+        sql.push_str(" ORDER BY due_at, id LIMIT $1");
+        self.query(&sql, &params, request_from_row, || {
+            "reading requests".to_owned()
+        })
+    }
+
+    fn disclosures_of(&self, subject: SubjectId) -> Result<Vec<DisclosureRow>, StoreError> {
+        let bytes: &[u8] = subject.as_bytes();
+        self.query(
+            &self.sql.disclosures_of,
+            &[&bytes],
+            disclosure_from_row,
+            || format!("reading the disclosures of {subject}"),
+        )
+    }
+
+    fn notification(&self, id: NotificationId) -> Result<Option<NotificationRow>, StoreError> {
+        let bytes: &[u8] = id.as_bytes();
+        self.query_opt(
+            &self.sql.notification,
+            &[&bytes],
+            notification_from_row,
+            || format!("reading notification {id}"),
+        )
+    }
+
+    fn notifications_of(&self, request: RequestId) -> Result<Vec<NotificationRow>, StoreError> {
+        let bytes: &[u8] = request.as_bytes();
+        self.query(
+            &self.sql.notifications_of,
+            &[&bytes],
+            notification_from_row,
+            || format!("reading the notifications of request {request}"),
+        )
+    }
+
+    fn claim_due_notifications(
+        &self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<NotificationRow>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.pool.with_conn(|conn| {
+            let mut tx = conn
+                .client
+                .transaction()
+                .context("beginning a notification claim")?;
+            // The due notifications stay row-locked until the commit, so no other instance
+            // claims them; once it commits, their next attempt is past `now`.
+            let due = conn
+                .statements
+                .query(
+                    &mut tx,
+                    &self.sql.due_notifications,
+                    &[&now.as_millis(), &self::limit(limit)],
+                )
+                .context("selecting due notifications to claim")?
+                .iter()
+                .map(notification_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            if due.is_empty() {
+                return Ok(due);
+            }
+            let ids: Vec<&[u8]> = due.iter().map(|n| n.id.as_bytes().as_slice()).collect();
+            conn.statements
+                .execute(
+                    &mut tx,
+                    &self.sql.claim_notifications,
+                    &[&ids, &until.as_millis()],
+                )
+                .context("claiming due notifications")?;
+            // Any error above returned early and dropped `tx`, which rolls everything back.
+            tx.commit().context("committing a notification claim")?;
+            Ok(due)
+        })
+    }
+
     fn holds(&self) -> Result<Vec<HoldRow>, StoreError> {
         self.query(&self.sql.holds, &[], hold_from_row, || {
             "reading the legal holds".to_owned()
@@ -907,6 +1150,27 @@ impl DataStore for PgDataStore {
         self.query(
             &self.sql.audit_entries,
             &[&from, &self::limit(limit)],
+            entry_from_row,
+            || format!("reading audit entries from {from}"),
+        )
+    }
+
+    fn audit_entries_of(
+        &self,
+        from: u64,
+        through: u64,
+        kinds: &[EventKind],
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        // Seqs are BIGINT: nothing lies past i64::MAX.
+        let Ok(from) = i64::try_from(from) else {
+            return Ok(Vec::new());
+        };
+        let through = i64::try_from(through).unwrap_or(i64::MAX);
+        let kinds: Vec<&str> = kinds.iter().map(|kind| kind.as_str()).collect();
+        self.query(
+            &self.sql.audit_entries_of,
+            &[&from, &through, &kinds, &self::limit(limit)],
             entry_from_row,
             || format!("reading audit entries from {from}"),
         )
@@ -1135,6 +1399,233 @@ fn insert_consent(
             "subject {} of consent event {}",
             row.subject, row.id
         )));
+    }
+    Ok(())
+}
+
+fn insert_request(
+    tx: &mut Transaction<'_>,
+    statements: &mut StatementCache,
+    sql: &str,
+    row: &RequestRow,
+) -> Result<(), StoreError> {
+    let id: &[u8] = row.id.as_bytes();
+    let subject: &[u8] = row.subject.as_bytes();
+    let verification = row.verification.as_ref();
+    let code_hash: Option<&[u8]> = verification.map(|v| v.code_hash.as_slice());
+    let inserted = statements
+        .execute(
+            tx,
+            sql,
+            &[
+                &id,
+                &subject,
+                &row.kind,
+                &row.state,
+                &row.law,
+                &row.received_at.as_millis(),
+                &row.acknowledge_by.map(Timestamp::as_millis),
+                &row.due_at.as_millis(),
+                &row.original_due_at.map(Timestamp::as_millis),
+                &row.flags,
+                &code_hash,
+                &verification.map(|v| v.issued_at.as_millis()),
+                &verification.map(|v| v.expires_at.as_millis()),
+                &verification.map(|v| i64::from(v.attempts)),
+                &row.updated_at.as_millis(),
+                &row.closed_at.map(Timestamp::as_millis),
+                &to_i64(row.version, "request version")?,
+                &row.details,
+            ],
+        )
+        .map_err(|e| {
+            insert_error(
+                &e,
+                "requests_pkey",
+                &format!("inserting request {}", row.id),
+            )
+        })?;
+    if inserted == 0 {
+        return Err(StoreError::NotFound(format!(
+            "subject {} of request {}",
+            row.subject, row.id
+        )));
+    }
+    Ok(())
+}
+
+fn update_request(
+    tx: &mut Transaction<'_>,
+    statements: &mut StatementCache,
+    sql: &Sql,
+    id: RequestId,
+    expected_version: u64,
+    update: &RequestUpdate,
+) -> Result<(), StoreError> {
+    let bytes: &[u8] = id.as_bytes();
+    // Versions are never negative, so a version past i64::MAX matches no row: a conflict.
+    let expected = i64::try_from(expected_version).unwrap_or(-1);
+    let verification = update.verification.as_ref().and_then(Option::as_ref);
+    let code_hash: Option<&[u8]> = verification.map(|v| v.code_hash.as_slice());
+    let changed = statements
+        .execute(
+            tx,
+            &sql.update_request,
+            &[
+                &bytes,
+                &expected,
+                &update.state,
+                &update.due_at.map(Timestamp::as_millis),
+                &update.original_due_at.map(Timestamp::as_millis),
+                &update.details,
+                &update.flags,
+                &update.verification.is_some(),
+                &code_hash,
+                &verification.map(|v| v.issued_at.as_millis()),
+                &verification.map(|v| v.expires_at.as_millis()),
+                &verification.map(|v| i64::from(v.attempts)),
+                &update.closed_at.map(Timestamp::as_millis),
+                &update.updated_at.as_millis(),
+            ],
+        )
+        .with_context(|| format!("updating request {id}"))?;
+    if changed == 0 {
+        // Nothing changed: tell a missing request from one that moved on since it was read. A
+        // concurrent update that won committed before the statement above returned, so this
+        // read sees it.
+        let found = statements
+            .query_opt(tx, &sql.request_version, &[&bytes])
+            .with_context(|| format!("reading the version of request {id}"))?;
+        return Err(match found {
+            None => StoreError::NotFound(format!("request {id}")),
+            Some(row) => {
+                let version: i64 = column(&row, 0, &format!("request {id} version"))?;
+                StoreError::Conflict(format!(
+                    "request {id} is at version {version}, not {expected_version}: it changed \
+                     since it was read"
+                ))
+            }
+        });
+    }
+    Ok(())
+}
+
+fn insert_disclosure(
+    tx: &mut Transaction<'_>,
+    statements: &mut StatementCache,
+    sql: &str,
+    row: &DisclosureRow,
+) -> Result<(), StoreError> {
+    let id: &[u8] = row.id.as_bytes();
+    let subject: &[u8] = row.subject.as_bytes();
+    let inserted = statements
+        .execute(
+            tx,
+            sql,
+            &[
+                &id,
+                &subject,
+                &row.recipient,
+                &row.recipient_kind,
+                &row.categories,
+                &row.purpose,
+                &row.at.as_millis(),
+                &row.reference,
+                &row.country,
+                &row.mechanism,
+            ],
+        )
+        .map_err(|e| {
+            insert_error(
+                &e,
+                "disclosures_pkey",
+                &format!("recording disclosure {}", row.id),
+            )
+        })?;
+    if inserted == 0 {
+        return Err(StoreError::NotFound(format!(
+            "subject {} of disclosure {}",
+            row.subject, row.id
+        )));
+    }
+    Ok(())
+}
+
+fn insert_notification(
+    tx: &mut Transaction<'_>,
+    statements: &mut StatementCache,
+    sql: &str,
+    row: &NotificationRow,
+) -> Result<(), StoreError> {
+    let id: &[u8] = row.id.as_bytes();
+    let request: Option<&[u8]> = row.request.as_ref().map(|r| r.as_bytes().as_slice());
+    let subject: &[u8] = row.subject.as_bytes();
+    statements
+        .execute(
+            tx,
+            sql,
+            &[
+                &id,
+                &row.kind,
+                &request,
+                &subject,
+                &row.recipient,
+                &row.state,
+                &i64::from(row.attempts),
+                &row.next_attempt_at.map(Timestamp::as_millis),
+                &row.last_error,
+                &row.created_at.as_millis(),
+                &row.delivered_at.map(Timestamp::as_millis),
+                &row.settled_at.map(Timestamp::as_millis),
+                &row.reason,
+                &row.payload,
+            ],
+        )
+        .map_err(|e| {
+            // The only foreign key of notifications is their request.
+            if is_foreign_key_violation(&e) {
+                let request = row.request.map(|r| r.to_string()).unwrap_or_default();
+                StoreError::NotFound(format!("request {request} of notification {}", row.id))
+            } else {
+                insert_error(
+                    &e,
+                    "notifications_pkey",
+                    &format!("queueing notification {}", row.id),
+                )
+            }
+        })?;
+    Ok(())
+}
+
+fn update_notification(
+    tx: &mut Transaction<'_>,
+    statements: &mut StatementCache,
+    sql: &str,
+    id: NotificationId,
+    update: &NotificationUpdate,
+) -> Result<(), StoreError> {
+    let bytes: &[u8] = id.as_bytes();
+    let changed = statements
+        .execute(
+            tx,
+            sql,
+            &[
+                &bytes,
+                &update.state,
+                &update.attempts.map(i64::from),
+                &update.next_attempt_at.is_some(),
+                &update.next_attempt_at.flatten().map(Timestamp::as_millis),
+                &update.last_error.is_some(),
+                &update.last_error.as_ref().and_then(Option::as_deref),
+                &update.delivered_at.map(Timestamp::as_millis),
+                &update.settled_at.map(Timestamp::as_millis),
+                &update.reason,
+                &update.payload,
+            ],
+        )
+        .with_context(|| format!("updating notification {id}"))?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!("notification {id}")));
     }
     Ok(())
 }
@@ -1429,6 +1920,89 @@ fn policy_version_from_row(row: &Row) -> Result<PolicyVersionRow, StoreError> {
         published_at: millis(row, 1, &what("published_at"))?,
         fresh_consent_purposes: column(row, 2, &what("fresh_consent_purposes"))?,
         source: column(row, 3, &what("source"))?,
+    })
+}
+
+fn request_from_row(row: &Row) -> Result<RequestRow, StoreError> {
+    let id = RequestId::from_bytes(bytes_n(row, 0, "request id")?);
+    let what = |field: &str| format!("request {id} {field}");
+    let verification = match (
+        opt_bytes_n::<32>(row, 10, &what("verification_code_hash"))?,
+        opt_millis(row, 11, &what("verification_issued_at"))?,
+        opt_millis(row, 12, &what("verification_expires_at"))?,
+        column::<Option<i64>>(row, 13, &what("verification_attempts"))?,
+    ) {
+        (None, None, None, None) => None,
+        (Some(code_hash), Some(issued_at), Some(expires_at), Some(attempts)) => {
+            Some(VerificationRow {
+                code_hash,
+                issued_at,
+                expires_at,
+                attempts: u32::try_from(attempts).map_err(|_| {
+                    StoreError::Corrupt(what("verification_attempts: out of range"))
+                })?,
+            })
+        }
+        _ => return Err(StoreError::Corrupt(what("verification: partially set"))),
+    };
+    let version: i64 = column(row, 16, &what("version"))?;
+    Ok(RequestRow {
+        id,
+        subject: SubjectId::from_bytes(bytes_n(row, 1, &what("subject"))?),
+        kind: column(row, 2, &what("kind"))?,
+        state: column(row, 3, &what("state"))?,
+        law: column(row, 4, &what("law"))?,
+        received_at: millis(row, 5, &what("received_at"))?,
+        acknowledge_by: opt_millis(row, 6, &what("acknowledge_by"))?,
+        due_at: millis(row, 7, &what("due_at"))?,
+        original_due_at: opt_millis(row, 8, &what("original_due_at"))?,
+        details: column(row, 17, &what("details"))?,
+        flags: column(row, 9, &what("flags"))?,
+        verification,
+        updated_at: millis(row, 14, &what("updated_at"))?,
+        closed_at: opt_millis(row, 15, &what("closed_at"))?,
+        version: u64::try_from(version)
+            .map_err(|_| StoreError::Corrupt(what("version: negative")))?,
+    })
+}
+
+fn disclosure_from_row(row: &Row) -> Result<DisclosureRow, StoreError> {
+    let id = DisclosureId::from_bytes(bytes_n(row, 0, "disclosure id")?);
+    let what = |field: &str| format!("disclosure {id} {field}");
+    Ok(DisclosureRow {
+        id,
+        subject: SubjectId::from_bytes(bytes_n(row, 1, &what("subject"))?),
+        recipient: column(row, 2, &what("recipient"))?,
+        recipient_kind: column(row, 3, &what("recipient_kind"))?,
+        categories: column(row, 4, &what("categories"))?,
+        purpose: column(row, 5, &what("purpose"))?,
+        at: millis(row, 6, &what("at"))?,
+        reference: column(row, 7, &what("reference"))?,
+        country: column(row, 8, &what("country"))?,
+        mechanism: column(row, 9, &what("mechanism"))?,
+    })
+}
+
+fn notification_from_row(row: &Row) -> Result<NotificationRow, StoreError> {
+    let id = NotificationId::from_bytes(bytes_n(row, 0, "notification id")?);
+    let what = |field: &str| format!("notification {id} {field}");
+    let attempts: i64 = column(row, 6, &what("attempts"))?;
+    Ok(NotificationRow {
+        id,
+        kind: column(row, 1, &what("kind"))?,
+        request: opt_bytes_n(row, 2, &what("request"))?.map(RequestId::from_bytes),
+        subject: SubjectId::from_bytes(bytes_n(row, 3, &what("subject"))?),
+        recipient: column(row, 4, &what("recipient"))?,
+        state: column(row, 5, &what("state"))?,
+        attempts: u32::try_from(attempts)
+            .map_err(|_| StoreError::Corrupt(what("attempts: out of range")))?,
+        next_attempt_at: opt_millis(row, 7, &what("next_attempt_at"))?,
+        last_error: column(row, 8, &what("last_error"))?,
+        created_at: millis(row, 9, &what("created_at"))?,
+        delivered_at: opt_millis(row, 10, &what("delivered_at"))?,
+        settled_at: opt_millis(row, 11, &what("settled_at"))?,
+        reason: column(row, 12, &what("reason"))?,
+        payload: column(row, 13, &what("payload"))?,
     })
 }
 

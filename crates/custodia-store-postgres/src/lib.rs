@@ -10,7 +10,8 @@
 //!
 //! - `{namespace}_data`: subjects, encrypted records, media objects (their wrapped keys and
 //!   lifecycle; the bytes live in object storage), the consent ledger, API keys (hashed),
-//!   published policy versions, legal holds and the audit chain ([`PgDataStore`]);
+//!   published policy versions, legal holds, data-subject requests, the disclosure log, the
+//!   notification outbox and the audit chain ([`PgDataStore`]);
 //! - `{namespace}_keys`: the root key's verifier, the KDF parameters and the wrapped data keys;
 //! - `{namespace}_keyring`: the wrapped epoch keys. With `{namespace}_keys` it makes up the key
 //!   store ([`PgKeyStore`]).

@@ -1,5 +1,6 @@
 //! [`SqliteDataStore`]: subjects, encrypted records, media objects, the consent ledger, API
-//! keys, published policy versions, legal holds and the audit chain in `data.db`.
+//! keys, published policy versions, legal holds, data-subject requests, the disclosure log, the
+//! notification outbox and the audit chain in `data.db`.
 //!
 //! A commit is one `BEGIN IMMEDIATE` transaction: the audit head is read under the write lock,
 //! so two handles (two processes) on the same file append to one chain without forking it, and
@@ -10,12 +11,14 @@ use std::path::Path;
 
 use custodia_audit::{Anchor, AuditEntry, AuditEvent, Chain, EventKind};
 use custodia_core::{
-    ApiKeyId, ConsentId, HoldId, KeyId, LeaseId, MediaId, RecordId, SubjectId, Timestamp,
+    ApiKeyId, ConsentId, DisclosureId, HoldId, KeyId, LeaseId, MediaId, NotificationId, RecordId,
+    RequestId, SubjectId, Timestamp,
 };
 use custodia_store::{
-    ApiKeyRow, CommitReceipt, ConsentEventKind, ConsentRow, DataStore, ExpiredCount, HoldRow,
-    LeaseRow, MediaRow, MediaState, MediaUpdate, Mutation, PolicyVersionRow, RecordRow, StoreError,
-    SubjectRow, SubjectUpdate, SweptMedia, SweptRecord, WriteBatch,
+    ApiKeyRow, CommitReceipt, ConsentEventKind, ConsentRow, DataStore, DisclosureRow, ExpiredCount,
+    HoldRow, LeaseRow, MediaRow, MediaState, MediaUpdate, Mutation, NotificationRow,
+    NotificationUpdate, PolicyVersionRow, RecordRow, RequestFilter, RequestRow, RequestUpdate,
+    StoreError, SubjectRow, SubjectUpdate, SweptMedia, SweptRecord, VerificationRow, WriteBatch,
 };
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
@@ -43,6 +46,31 @@ macro_rules! media_columns {
         "id, subject, category, purpose, key, wrapped_key, location, content_type, size, \
          stored_size, state, parent, created_at, processed_at, rule, expires_at, statutory, \
          lease_id, lease_holder, lease_purpose, lease_granted_at, lease_expires_at"
+    };
+}
+
+/// Columns of `requests`, in the order [`request_from_row`] reads them.
+macro_rules! request_columns {
+    () => {
+        "id, subject, kind, state, law, received_at, acknowledge_by, due_at, original_due_at, \
+         flags, verification_code_hash, verification_issued_at, verification_expires_at, \
+         verification_attempts, updated_at, closed_at, version, details"
+    };
+}
+
+/// Columns of `disclosures`, in the order [`disclosure_from_row`] reads them.
+macro_rules! disclosure_columns {
+    () => {
+        "id, subject, recipient, recipient_kind, categories, purpose, at, reference, country, \
+         mechanism"
+    };
+}
+
+/// Columns of `notifications`, in the order [`notification_from_row`] reads them.
+macro_rules! notification_columns {
+    () => {
+        "id, kind, request, subject, recipient, state, attempts, next_attempt_at, last_error, \
+         created_at, delivered_at, settled_at, reason, payload"
     };
 }
 
@@ -224,6 +252,62 @@ const CLAIM_MEDIA: &str = "UPDATE media SET state = 'deleting', wrapped_key = X'
     lease_id = NULL, lease_holder = NULL, lease_purpose = NULL, lease_granted_at = NULL, \
     lease_expires_at = NULL WHERE id = ?1";
 const AUDIT_HEAD: &str = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
+// Requests and disclosures outlive their subject like the consent ledger, so they check it the
+// same way: the insert selects from subjects and inserts nothing when it does not exist.
+const INSERT_REQUEST: &str = concat!(
+    "INSERT INTO requests (",
+    request_columns!(),
+    ") SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18 \
+     FROM subjects WHERE id = ?2"
+);
+// Applies only while the row is at the version the caller read (?2), and bumps it. COALESCE
+// keeps a column when its update field is `None`; the verification columns change together
+// when ?8 says it changes (to ?9..?12, all NULL to clear it).
+const UPDATE_REQUEST: &str = "UPDATE requests SET \
+    state = COALESCE(?3, state), \
+    due_at = COALESCE(?4, due_at), \
+    original_due_at = COALESCE(?5, original_due_at), \
+    details = COALESCE(?6, details), \
+    flags = COALESCE(?7, flags), \
+    verification_code_hash = CASE WHEN ?8 THEN ?9 ELSE verification_code_hash END, \
+    verification_issued_at = CASE WHEN ?8 THEN ?10 ELSE verification_issued_at END, \
+    verification_expires_at = CASE WHEN ?8 THEN ?11 ELSE verification_expires_at END, \
+    verification_attempts = CASE WHEN ?8 THEN ?12 ELSE verification_attempts END, \
+    closed_at = COALESCE(?13, closed_at), \
+    updated_at = ?14, \
+    version = version + 1 \
+    WHERE id = ?1 AND version = ?2";
+const REQUEST_VERSION: &str = "SELECT version FROM requests WHERE id = ?1";
+const INSERT_DISCLOSURE: &str = concat!(
+    "INSERT INTO disclosures (",
+    disclosure_columns!(),
+    ") SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 FROM subjects WHERE id = ?2"
+);
+const INSERT_NOTIFICATION: &str = concat!(
+    "INSERT INTO notifications (",
+    notification_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+);
+// COALESCE keeps a column when its update field is `None`; ?4 and ?6 say whether the nullable
+// next attempt (?5) and last error (?7) change, so they can also be cleared.
+const UPDATE_NOTIFICATION: &str = "UPDATE notifications SET \
+    state = COALESCE(?2, state), \
+    attempts = COALESCE(?3, attempts), \
+    next_attempt_at = CASE WHEN ?4 THEN ?5 ELSE next_attempt_at END, \
+    last_error = CASE WHEN ?6 THEN ?7 ELSE last_error END, \
+    delivered_at = COALESCE(?8, delivered_at), \
+    settled_at = COALESCE(?9, settled_at), \
+    reason = COALESCE(?10, reason), \
+    payload = COALESCE(?11, payload) \
+    WHERE id = ?1";
+// `next_attempt_at IS NOT NULL` keeps never-again rows out, and matches the outbox index.
+const DUE_NOTIFICATIONS: &str = concat!(
+    "SELECT ",
+    notification_columns!(),
+    " FROM notifications WHERE state = 'pending' AND next_attempt_at IS NOT NULL \
+     AND next_attempt_at <= ?1 ORDER BY next_attempt_at, pos LIMIT ?2"
+);
+const CLAIM_NOTIFICATION: &str = "UPDATE notifications SET next_attempt_at = ?2 WHERE id = ?1";
 
 /// The data store on `data.db`. Cheap to share: wrap it in an `Arc`.
 #[derive(Debug)]
@@ -427,6 +511,138 @@ impl DataStore for SqliteDataStore {
         })
     }
 
+    fn request(&self, id: RequestId) -> Result<Option<RequestRow>, StoreError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            request_columns!(),
+            " FROM requests WHERE id = ?1"
+        );
+        self.db.read(|conn| {
+            let context = || format!("reading request {id}");
+            let mut stmt = conn.prepare_cached(SQL).with_context(context)?;
+            let mut rows = stmt.query(params![id.as_bytes()]).with_context(context)?;
+            rows.next()
+                .with_context(context)?
+                .map(request_from_row)
+                .transpose()
+        })
+    }
+
+    fn requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRow>, StoreError> {
+        // Only the conditions the filter sets are in the text, so SQLite can pick the state or
+        // the subject index; the statement cache keeps each of the few shapes compiled.
+        let mut sql = String::from(concat!(
+            "SELECT ",
+            request_columns!(),
+            " FROM requests WHERE 1 = 1"
+        ));
+        let state = filter.state.as_deref();
+        let due_before = filter.due_before.map(Timestamp::as_millis);
+        let subject = filter.subject.as_ref().map(SubjectId::as_bytes);
+        let limit = match filter.limit {
+            0 => i64::MAX,
+            n => self::limit(n),
+        };
+        let mut values: Vec<&dyn rusqlite::ToSql> = vec![&limit];
+        if let Some(state) = &state {
+            values.push(state);
+            sql.push_str(&format!(" AND state = ?{}", values.len()));
+        }
+        if let Some(due_before) = &due_before {
+            values.push(due_before);
+            sql.push_str(&format!(" AND due_at <= ?{}", values.len()));
+        }
+        if let Some(subject) = &subject {
+            values.push(subject);
+            sql.push_str(&format!(" AND subject = ?{}", values.len()));
+        }
+        if filter.open_only {
+            sql.push_str(" AND state NOT IN ('fulfilled', 'rejected')");
+        }
+        sql.push_str(" ORDER BY due_at, id LIMIT ?1");
+        self.db.read(|conn| {
+            read_all(conn, &sql, values.as_slice(), request_from_row, || {
+                "reading requests".to_owned()
+            })
+        })
+    }
+
+    fn disclosures_of(&self, subject: SubjectId) -> Result<Vec<DisclosureRow>, StoreError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            disclosure_columns!(),
+            " FROM disclosures WHERE subject = ?1 ORDER BY pos"
+        );
+        self.db.read(|conn| {
+            read_all(
+                conn,
+                SQL,
+                params![subject.as_bytes()],
+                disclosure_from_row,
+                || format!("reading the disclosures of subject {subject}"),
+            )
+        })
+    }
+
+    fn notification(&self, id: NotificationId) -> Result<Option<NotificationRow>, StoreError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            notification_columns!(),
+            " FROM notifications WHERE id = ?1"
+        );
+        self.db.read(|conn| {
+            query_one(conn, SQL, params![id.as_bytes()], notification_from_row)
+                .with_context(|| format!("reading notification {id}"))
+        })
+    }
+
+    fn notifications_of(&self, request: RequestId) -> Result<Vec<NotificationRow>, StoreError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            notification_columns!(),
+            " FROM notifications WHERE request = ?1 ORDER BY pos"
+        );
+        self.db.read(|conn| {
+            query_all(
+                conn,
+                SQL,
+                params![request.as_bytes()],
+                notification_from_row,
+            )
+            .with_context(|| format!("reading the notifications of request {request}"))
+        })
+    }
+
+    fn claim_due_notifications(
+        &self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<NotificationRow>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // One write transaction, as in `sweep_expired`: `BEGIN IMMEDIATE` serialises claims of
+        // every handle, so no notification is claimed twice.
+        self.db.write(|tx| {
+            let due = query_all(
+                tx,
+                DUE_NOTIFICATIONS,
+                params![now.as_millis(), self::limit(limit)],
+                notification_from_row,
+            )
+            .context("selecting due notifications to claim")?;
+            for notification in &due {
+                tx.prepare_cached(CLAIM_NOTIFICATION)
+                    .and_then(|mut stmt| {
+                        stmt.execute(params![notification.id.as_bytes(), until.as_millis()])
+                    })
+                    .with_context(|| format!("claiming notification {}", notification.id))?;
+            }
+            Ok(due)
+        })
+    }
+
     fn holds(&self) -> Result<Vec<HoldRow>, StoreError> {
         const SQL: &str = concat!("SELECT ", hold_columns!(), " FROM holds ORDER BY pos");
         self.db
@@ -618,6 +834,58 @@ impl DataStore for SqliteDataStore {
             Ok(entries)
         })
     }
+
+    fn audit_entries_of(
+        &self,
+        from: u64,
+        through: u64,
+        kinds: &[EventKind],
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let (Ok(from), through) = (
+            i64::try_from(from),
+            i64::try_from(through).unwrap_or(i64::MAX),
+        ) else {
+            return Ok(Vec::new());
+        };
+        if kinds.is_empty() || from > through {
+            return Ok(Vec::new());
+        }
+        // One placeholder per kind: the same kinds make the same text, so the statement cache
+        // compiles it once.
+        let mut sql = String::from(concat!(
+            "SELECT ",
+            audit_columns!(),
+            " FROM audit WHERE seq >= ?1 AND seq <= ?2 AND kind IN ("
+        ));
+        for n in 0..kinds.len() {
+            if n > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("?{}", n + 4));
+        }
+        sql.push_str(") ORDER BY seq LIMIT ?3");
+        self.db.read(|conn| {
+            let mut stmt = conn.prepare_cached(&sql).context("preparing audit read")?;
+            let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(kinds.len() + 3);
+            let limit = self::limit(limit);
+            values.push(&from);
+            values.push(&through);
+            values.push(&limit);
+            let names: Vec<&str> = kinds.iter().map(|kind| kind.as_str()).collect();
+            for name in &names {
+                values.push(name);
+            }
+            let mut rows = stmt
+                .query(values.as_slice())
+                .context("reading audit entries")?;
+            let mut entries = Vec::new();
+            while let Some(row) = rows.next().context("reading audit entries")? {
+                entries.push(entry_from_row(row)?);
+            }
+            Ok(entries)
+        })
+    }
 }
 
 /// Applies one mutation inside the commit's transaction; returns how many records it deleted.
@@ -751,6 +1019,30 @@ fn apply(tx: &Transaction<'_>, mutation: Mutation) -> Result<u64, StoreError> {
             // A missing row is not an error, like every other deletion.
             delete(tx, DELETE_MEDIA, id.as_bytes())
                 .with_context(|| format!("deleting media object {id}"))?;
+            Ok(0)
+        }
+        Mutation::InsertRequest(row) => {
+            insert_request(tx, &row)?;
+            Ok(0)
+        }
+        Mutation::UpdateRequest {
+            id,
+            expected_version,
+            update,
+        } => {
+            update_request(tx, id, expected_version, &update)?;
+            Ok(0)
+        }
+        Mutation::InsertDisclosure(row) => {
+            insert_disclosure(tx, &row)?;
+            Ok(0)
+        }
+        Mutation::InsertNotification(row) => {
+            insert_notification(tx, &row)?;
+            Ok(0)
+        }
+        Mutation::UpdateNotification { id, update } => {
+            update_notification(tx, id, &update)?;
             Ok(0)
         }
         Mutation::InsertPolicyVersion(row) => {
@@ -920,6 +1212,187 @@ fn insert_consent(tx: &Transaction<'_>, row: &ConsentRow) -> Result<(), StoreErr
             "subject {} of consent event {}",
             row.subject, row.id
         )));
+    }
+    Ok(())
+}
+
+fn insert_request(tx: &Transaction<'_>, row: &RequestRow) -> Result<(), StoreError> {
+    let flags = encode_list(&row.flags, || format!("flags of request {}", row.id))?;
+    let verification = row.verification.as_ref();
+    let version = to_i64(row.version, "request version")?;
+    let inserted = tx
+        .prepare_cached(INSERT_REQUEST)
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                row.id.as_bytes(),
+                row.subject.as_bytes(),
+                row.kind,
+                row.state,
+                row.law,
+                row.received_at.as_millis(),
+                row.acknowledge_by.map(Timestamp::as_millis),
+                row.due_at.as_millis(),
+                row.original_due_at.map(Timestamp::as_millis),
+                flags,
+                verification.map(|v| v.code_hash),
+                verification.map(|v| v.issued_at.as_millis()),
+                verification.map(|v| v.expires_at.as_millis()),
+                verification.map(|v| v.attempts),
+                row.updated_at.as_millis(),
+                row.closed_at.map(Timestamp::as_millis),
+                version,
+                row.details,
+            ])
+        })
+        .with_context(|| format!("inserting request {}", row.id))?;
+    if inserted == 0 {
+        return Err(StoreError::NotFound(format!(
+            "subject {} of request {}",
+            row.subject, row.id
+        )));
+    }
+    Ok(())
+}
+
+fn update_request(
+    tx: &Transaction<'_>,
+    id: RequestId,
+    expected_version: u64,
+    update: &RequestUpdate,
+) -> Result<(), StoreError> {
+    let flags = update
+        .flags
+        .as_ref()
+        .map(|flags| encode_list(flags, || format!("flags of request {id}")))
+        .transpose()?;
+    let verification = update.verification.as_ref().and_then(Option::as_ref);
+    // Versions are never negative, so a version past i64::MAX matches no row: a conflict.
+    let expected = i64::try_from(expected_version).unwrap_or(-1);
+    let changed = tx
+        .prepare_cached(UPDATE_REQUEST)
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                id.as_bytes(),
+                expected,
+                update.state,
+                update.due_at.map(Timestamp::as_millis),
+                update.original_due_at.map(Timestamp::as_millis),
+                update.details,
+                flags,
+                update.verification.is_some(),
+                verification.map(|v| v.code_hash),
+                verification.map(|v| v.issued_at.as_millis()),
+                verification.map(|v| v.expires_at.as_millis()),
+                verification.map(|v| v.attempts),
+                update.closed_at.map(Timestamp::as_millis),
+                update.updated_at.as_millis(),
+            ])
+        })
+        .with_context(|| format!("updating request {id}"))?;
+    if changed == 0 {
+        // Nothing changed: tell a missing request from one that moved on since it was read.
+        let found: Option<i64> = query_one(tx, REQUEST_VERSION, params![id.as_bytes()], |row| {
+            row.get(0)
+        })
+        .with_context(|| format!("reading the version of request {id}"))?;
+        return Err(match found {
+            None => StoreError::NotFound(format!("request {id}")),
+            Some(version) => StoreError::Conflict(format!(
+                "request {id} is at version {version}, not {expected_version}: it changed since \
+                 it was read"
+            )),
+        });
+    }
+    Ok(())
+}
+
+fn insert_disclosure(tx: &Transaction<'_>, row: &DisclosureRow) -> Result<(), StoreError> {
+    let categories = encode_list(&row.categories, || {
+        format!("categories of disclosure {}", row.id)
+    })?;
+    let inserted = tx
+        .prepare_cached(INSERT_DISCLOSURE)
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                row.id.as_bytes(),
+                row.subject.as_bytes(),
+                row.recipient,
+                row.recipient_kind,
+                categories,
+                row.purpose,
+                row.at.as_millis(),
+                row.reference,
+                row.country,
+                row.mechanism,
+            ])
+        })
+        .with_context(|| format!("recording disclosure {}", row.id))?;
+    if inserted == 0 {
+        return Err(StoreError::NotFound(format!(
+            "subject {} of disclosure {}",
+            row.subject, row.id
+        )));
+    }
+    Ok(())
+}
+
+fn insert_notification(tx: &Transaction<'_>, row: &NotificationRow) -> Result<(), StoreError> {
+    tx.prepare_cached(INSERT_NOTIFICATION)
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                row.id.as_bytes(),
+                row.kind,
+                row.request.as_ref().map(RequestId::as_bytes),
+                row.subject.as_bytes(),
+                row.recipient,
+                row.state,
+                row.attempts,
+                row.next_attempt_at.map(Timestamp::as_millis),
+                row.last_error,
+                row.created_at.as_millis(),
+                row.delivered_at.map(Timestamp::as_millis),
+                row.settled_at.map(Timestamp::as_millis),
+                row.reason,
+                row.payload,
+            ])
+        })
+        .map_err(|e| {
+            // The only foreign key of notifications is their request.
+            if is_foreign_key_violation(&e) {
+                let request = row.request.map(|r| r.to_string()).unwrap_or_default();
+                StoreError::NotFound(format!("request {request} of notification {}", row.id))
+            } else {
+                sql_error(&e, &format!("queueing notification {}", row.id))
+            }
+        })?;
+    Ok(())
+}
+
+fn update_notification(
+    tx: &Transaction<'_>,
+    id: NotificationId,
+    update: &NotificationUpdate,
+) -> Result<(), StoreError> {
+    let changed = tx
+        .prepare_cached(UPDATE_NOTIFICATION)
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                id.as_bytes(),
+                update.state,
+                update.attempts,
+                update.next_attempt_at.is_some(),
+                update.next_attempt_at.flatten().map(Timestamp::as_millis),
+                update.last_error.is_some(),
+                update.last_error.as_ref().and_then(Option::as_deref),
+                update.delivered_at.map(Timestamp::as_millis),
+                update.settled_at.map(Timestamp::as_millis),
+                update.reason,
+                update.payload,
+            ])
+        })
+        .with_context(|| format!("updating notification {id}"))?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!("notification {id}")));
     }
     Ok(())
 }
@@ -1295,6 +1768,93 @@ fn policy_version_from_row(row: &Row<'_>) -> Result<PolicyVersionRow, StoreError
             "fresh-consent purposes of a policy version".to_owned()
         })?,
         source: row.get(3).with_context(|| read("source"))?,
+    })
+}
+
+fn request_from_row(row: &Row<'_>) -> Result<RequestRow, StoreError> {
+    let id = RequestId::from_bytes(row.get(0).context("reading a request id")?);
+    let read = |what: &str| format!("reading {what} of request {id}");
+    let flags: String = row.get(9).with_context(|| read("flags"))?;
+    let code_hash: Option<[u8; 32]> = row
+        .get(10)
+        .with_context(|| read("verification_code_hash"))?;
+    let issued_at = optional_timestamp(row, 11).with_context(|| read("verification_issued_at"))?;
+    let expires_at =
+        optional_timestamp(row, 12).with_context(|| read("verification_expires_at"))?;
+    let attempts: Option<u32> = row.get(13).with_context(|| read("verification_attempts"))?;
+    let verification = match (code_hash, issued_at, expires_at, attempts) {
+        (None, None, None, None) => None,
+        (Some(code_hash), Some(issued_at), Some(expires_at), Some(attempts)) => {
+            Some(VerificationRow {
+                code_hash,
+                issued_at,
+                expires_at,
+                attempts,
+            })
+        }
+        _ => {
+            return Err(StoreError::Corrupt(format!(
+                "request {id} has a partial verification"
+            )));
+        }
+    };
+    let version: i64 = row.get(16).with_context(|| read("version"))?;
+    Ok(RequestRow {
+        id,
+        subject: SubjectId::from_bytes(row.get(1).with_context(|| read("subject"))?),
+        kind: row.get(2).with_context(|| read("kind"))?,
+        state: row.get(3).with_context(|| read("state"))?,
+        law: row.get(4).with_context(|| read("law"))?,
+        received_at: timestamp(row, 5).with_context(|| read("received_at"))?,
+        acknowledge_by: optional_timestamp(row, 6).with_context(|| read("acknowledge_by"))?,
+        due_at: timestamp(row, 7).with_context(|| read("due_at"))?,
+        original_due_at: optional_timestamp(row, 8).with_context(|| read("original_due_at"))?,
+        details: row.get(17).with_context(|| read("details"))?,
+        flags: decode_list(&flags, || format!("flags of request {id}"))?,
+        verification,
+        updated_at: timestamp(row, 14).with_context(|| read("updated_at"))?,
+        closed_at: optional_timestamp(row, 15).with_context(|| read("closed_at"))?,
+        version: u64::try_from(version)
+            .map_err(|_| StoreError::Corrupt(format!("request {id} has a negative version")))?,
+    })
+}
+
+fn disclosure_from_row(row: &Row<'_>) -> Result<DisclosureRow, StoreError> {
+    let id = DisclosureId::from_bytes(row.get(0).context("reading a disclosure id")?);
+    let read = |what: &str| format!("reading {what} of disclosure {id}");
+    let categories: String = row.get(4).with_context(|| read("categories"))?;
+    Ok(DisclosureRow {
+        id,
+        subject: SubjectId::from_bytes(row.get(1).with_context(|| read("subject"))?),
+        recipient: row.get(2).with_context(|| read("recipient"))?,
+        recipient_kind: row.get(3).with_context(|| read("recipient_kind"))?,
+        categories: decode_list(&categories, || format!("categories of disclosure {id}"))?,
+        purpose: row.get(5).with_context(|| read("purpose"))?,
+        at: timestamp(row, 6).with_context(|| read("at"))?,
+        reference: row.get(7).with_context(|| read("reference"))?,
+        country: row.get(8).with_context(|| read("country"))?,
+        mechanism: row.get(9).with_context(|| read("mechanism"))?,
+    })
+}
+
+fn notification_from_row(row: &Row<'_>) -> rusqlite::Result<NotificationRow> {
+    Ok(NotificationRow {
+        id: NotificationId::from_bytes(row.get(0)?),
+        kind: row.get(1)?,
+        request: row
+            .get::<_, Option<[u8; 16]>>(2)?
+            .map(RequestId::from_bytes),
+        subject: SubjectId::from_bytes(row.get(3)?),
+        recipient: row.get(4)?,
+        state: row.get(5)?,
+        attempts: row.get(6)?,
+        next_attempt_at: optional_timestamp(row, 7)?,
+        last_error: row.get(8)?,
+        created_at: timestamp(row, 9)?,
+        delivered_at: optional_timestamp(row, 10)?,
+        settled_at: optional_timestamp(row, 11)?,
+        reason: row.get(12)?,
+        payload: row.get(13)?,
     })
 }
 

@@ -7,7 +7,8 @@
 //!
 //! - `data.db`: subjects, encrypted records, media objects (their wrapped keys and lifecycle;
 //!   the bytes live in object storage), the consent ledger, API keys (hashed), published policy
-//!   versions, legal holds and the audit chain ([`SqliteDataStore`]);
+//!   versions, legal holds, data-subject requests, the disclosure log, the notification outbox
+//!   and the audit chain ([`SqliteDataStore`]);
 //! - `keys.db`: the root key's verifier, the KDF parameters and the wrapped data keys;
 //! - `keyring.db`: the wrapped epoch keys. With `keys.db` it makes up the key store
 //!   ([`SqliteKeyStore`]).

@@ -62,6 +62,10 @@ pub(crate) static DATA: Schema = Schema {
             version: 4,
             sql: include_str!("../migrations/data/004_media.sql"),
         },
+        Migration {
+            version: 5,
+            sql: include_str!("../migrations/data/005_requests.sql"),
+        },
     ],
 };
 

@@ -16,13 +16,16 @@ use std::sync::Arc;
 
 use custodia_audit::{AuditEvent, EventKind};
 use custodia_core::{
-    ApiKeyId, ConsentId, HoldId, KeyId, LeaseId, MediaId, RecordId, SubjectId, Timestamp,
+    ApiKeyId, ConsentId, DisclosureId, HoldId, KeyId, LeaseId, MediaId, NotificationId, RecordId,
+    RequestId, SubjectId, Timestamp,
 };
 
 use crate::{
-    ApiKeyRow, ConsentEventKind, ConsentRow, DataKeyKind, DataKeyRow, DataStore, EpochRow,
-    ExpiredCount, HoldRow, KeyStore, KeyStoreMeta, LeaseRow, MediaRow, MediaState, MediaUpdate,
-    Mutation, PolicyVersionRow, RecordRow, StoreError, SubjectRow, SubjectUpdate, WriteBatch,
+    ApiKeyRow, ConsentEventKind, ConsentRow, DataKeyKind, DataKeyRow, DataStore, DisclosureRow,
+    EpochRow, ExpiredCount, HoldRow, KeyStore, KeyStoreMeta, LeaseRow, MediaRow, MediaState,
+    MediaUpdate, Mutation, NotificationRow, NotificationUpdate, PolicyVersionRow, RecordRow,
+    RequestFilter, RequestRow, RequestUpdate, StoreError, SubjectRow, SubjectUpdate,
+    VerificationRow, WriteBatch,
 };
 
 /// Opens another handle on the same databases.
@@ -108,6 +111,17 @@ macro_rules! conformance_tests {
             claim_expired_media_claims_due_unheld_objects_and_audits_each,
             claim_expired_media_honours_subject_category_ended_and_released_holds,
             concurrent_media_claims_from_two_handles_claim_each_object_once,
+            requests_round_trip_every_field,
+            request_updates_apply_at_their_version_only,
+            concurrent_request_transitions_from_two_handles_apply_once,
+            requests_filter_by_state_due_subject_and_openness_in_due_order,
+            requests_disclosures_and_notifications_need_their_subject_or_request,
+            requests_disclosures_and_notifications_outlive_their_subject,
+            disclosures_round_trip_in_order,
+            notifications_round_trip_in_queue_order,
+            notification_updates_change_only_what_they_name,
+            claim_due_notifications_claims_pending_due_ones_until_the_claim_lapses,
+            concurrent_notification_claims_from_two_handles_claim_each_once,
         );
     };
     (@cases $fresh:path; $($case:ident),+ $(,)?) => {
@@ -506,6 +520,37 @@ pub fn audit_events_chain_across_commits(h: Harness) {
         page.iter().map(|e| e.seq).collect::<Vec<_>>(),
         vec![100, 101, 102, 103, 104]
     );
+    let seqs = |from, through, kinds: &[EventKind], limit| {
+        let found = h
+            .data
+            .audit_entries_of(from, through, kinds, limit)
+            .unwrap();
+        let paged =
+            crate::audit_entries_by_paging(h.data.as_ref(), from, through, kinds, limit).unwrap();
+        assert_eq!(
+            found, paged,
+            "the backend's filter agrees with the reference"
+        );
+        found.iter().map(|e| e.seq).collect::<Vec<_>>()
+    };
+    assert_eq!(seqs(1, 252, &[EventKind::Decision], 10), vec![1, 2]);
+    assert_eq!(seqs(2, 5, &[EventKind::RecordRead], 10), vec![3, 4, 5]);
+    assert_eq!(
+        seqs(
+            1,
+            u64::MAX,
+            &[EventKind::RecordRead, EventKind::Decision],
+            3
+        ),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        seqs(250, 400, &[EventKind::RecordRead], 10),
+        vec![250, 251, 252]
+    );
+    assert!(seqs(1, 252, &[EventKind::ConsentRecorded], 10).is_empty());
+    assert!(seqs(1, 252, &[], 10).is_empty());
+    assert!(seqs(9, 3, &[EventKind::RecordRead], 10).is_empty());
     let empty = h.data.commit(WriteBatch::default()).unwrap();
     assert_eq!(
         empty.head,
@@ -2058,4 +2103,1108 @@ pub fn concurrent_media_claims_from_two_handles_claim_each_object_once(h: Harnes
     audited.sort();
     audited.dedup();
     assert_eq!(audited.len(), due.len());
+}
+
+fn request_row(subject: SubjectId, state: &str, due: i64) -> RequestRow {
+    RequestRow {
+        id: RequestId::random().unwrap(),
+        subject,
+        kind: "access".to_owned(),
+        state: state.to_owned(),
+        law: "GDPR".to_owned(),
+        received_at: at(100),
+        acknowledge_by: None,
+        due_at: at(due),
+        original_due_at: None,
+        details: vec![0x5E; 40],
+        flags: Vec::new(),
+        verification: None,
+        updated_at: at(100),
+        closed_at: None,
+        version: 0,
+    }
+}
+
+fn verification_row(byte: u8, issued: i64) -> VerificationRow {
+    VerificationRow {
+        code_hash: [byte; 32],
+        issued_at: at(issued),
+        expires_at: at(issued + 900_000),
+        attempts: 0,
+    }
+}
+
+/// An update that changes nothing but `updated_at`.
+fn request_update(updated: i64) -> RequestUpdate {
+    RequestUpdate {
+        state: None,
+        due_at: None,
+        original_due_at: None,
+        details: None,
+        flags: None,
+        verification: None,
+        closed_at: None,
+        updated_at: at(updated),
+    }
+}
+
+fn update_request(id: RequestId, expected_version: u64, update: RequestUpdate) -> Mutation {
+    Mutation::UpdateRequest {
+        id,
+        expected_version,
+        update,
+    }
+}
+
+fn disclosure_row(subject: SubjectId, recipient: &str, when: i64) -> DisclosureRow {
+    DisclosureRow {
+        id: DisclosureId::random().unwrap(),
+        subject,
+        recipient: recipient.to_owned(),
+        recipient_kind: "processor".to_owned(),
+        categories: vec!["user.contact.email".to_owned()],
+        purpose: "account".to_owned(),
+        at: at(when),
+        reference: None,
+        country: None,
+        mechanism: None,
+    }
+}
+
+fn notification_row(
+    request: Option<RequestId>,
+    subject: SubjectId,
+    next_attempt: Option<i64>,
+) -> NotificationRow {
+    NotificationRow {
+        id: NotificationId::random().unwrap(),
+        kind: "erasure_notice".to_owned(),
+        request,
+        subject,
+        recipient: "mailer-processor".to_owned(),
+        payload: vec![0x9A; 56],
+        state: "pending".to_owned(),
+        attempts: 0,
+        next_attempt_at: next_attempt.map(at),
+        last_error: None,
+        created_at: at(100),
+        delivered_at: None,
+        settled_at: None,
+        reason: None,
+    }
+}
+
+fn update_notification(id: NotificationId, update: NotificationUpdate) -> Mutation {
+    Mutation::UpdateNotification { id, update }
+}
+
+/// Requests come back exactly, every optional field set and unset (a verification with its
+/// attempts, flags in order, an extension's original due date, the closing time, the version);
+/// a missing one is `None`, and a second insert of an id conflicts and changes nothing.
+pub fn requests_round_trip_every_field(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let owner = subject_row(key, 1);
+    let bare = request_row(owner.id, "received", 2_000);
+    let full = RequestRow {
+        kind: "erasure".to_owned(),
+        state: "fulfilled".to_owned(),
+        law: "CCPA".to_owned(),
+        received_at: at(1_000),
+        acknowledge_by: Some(at(1_500)),
+        due_at: at(9_000),
+        original_due_at: Some(at(4_000)),
+        details: vec![0xD7; 300],
+        flags: vec![
+            "ccpa.more_than_two_in_12_months".to_owned(),
+            "a.second.flag".to_owned(),
+        ],
+        verification: Some(VerificationRow {
+            attempts: u32::MAX,
+            ..verification_row(0xC1, 1_100)
+        }),
+        updated_at: at(8_000),
+        closed_at: Some(at(8_000)),
+        version: 7,
+        ..request_row(owner.id, "received", 1)
+    };
+    h.data
+        .commit(batch(
+            vec![
+                Mutation::InsertSubject(owner.clone()),
+                Mutation::InsertRequest(bare.clone()),
+                Mutation::InsertRequest(full.clone()),
+            ],
+            vec![event(EventKind::SubjectCreated, 1)],
+        ))
+        .unwrap();
+    assert_eq!(h.data.request(bare.id).unwrap(), Some(bare.clone()));
+    assert_eq!(h.data.request(full.id).unwrap(), Some(full.clone()));
+    assert_eq!(h.data.request(RequestId::random().unwrap()).unwrap(), None);
+
+    let head = h.data.audit_head().unwrap();
+    let fresh = request_row(owner.id, "received", 3_000);
+    let duplicate = RequestRow {
+        id: full.id,
+        ..request_row(owner.id, "verified", 5_000)
+    };
+    let err = h
+        .data
+        .commit(batch(
+            vec![
+                Mutation::InsertRequest(fresh.clone()),
+                Mutation::InsertRequest(duplicate),
+            ],
+            vec![event(EventKind::SubjectCreated, 2)],
+        ))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(h.data.request(fresh.id).unwrap(), None, "rolled back");
+    assert_eq!(h.data.request(full.id).unwrap(), Some(full));
+    assert_eq!(h.data.audit_head().unwrap(), head);
+}
+
+/// An update applies only at the version it names: it changes exactly the fields it names (and
+/// `updated_at`) and bumps the version by one; a stale version is a conflict that changes
+/// nothing, nor anything else in its batch; a missing request is not found.
+pub fn request_updates_apply_at_their_version_only(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let owner = subject_row(key, 1);
+    let mut expected = request_row(owner.id, "received", 2_000);
+    expected.flags = vec!["first".to_owned()];
+    h.data
+        .commit(batch(
+            vec![
+                Mutation::InsertSubject(owner.clone()),
+                Mutation::InsertRequest(expected.clone()),
+            ],
+            vec![],
+        ))
+        .unwrap();
+    let id = expected.id;
+    let apply = |version: u64, update: RequestUpdate| {
+        h.data
+            .commit(batch(vec![update_request(id, version, update)], vec![]))
+            .unwrap();
+        h.data.request(id).unwrap().unwrap()
+    };
+
+    expected.updated_at = at(200);
+    expected.version = 1;
+    assert_eq!(
+        apply(0, request_update(200)),
+        expected,
+        "only the time moves"
+    );
+
+    let code = verification_row(0xAA, 300);
+    expected.verification = Some(code.clone());
+    expected.updated_at = at(300);
+    expected.version = 2;
+    let got = apply(
+        1,
+        RequestUpdate {
+            verification: Some(Some(code.clone())),
+            ..request_update(300)
+        },
+    );
+    assert_eq!(got, expected, "a verification is set");
+
+    let tried = VerificationRow {
+        attempts: 2,
+        ..code.clone()
+    };
+    expected.verification = Some(tried.clone());
+    expected.state = "verified".to_owned();
+    expected.details = vec![0x11; 12];
+    expected.updated_at = at(400);
+    expected.version = 3;
+    let got = apply(
+        2,
+        RequestUpdate {
+            state: Some("verified".to_owned()),
+            details: Some(vec![0x11; 12]),
+            verification: Some(Some(tried)),
+            ..request_update(400)
+        },
+    );
+    assert_eq!(got, expected);
+
+    expected.verification = None;
+    expected.due_at = at(5_000);
+    expected.original_due_at = Some(at(2_000));
+    expected.flags = vec!["second".to_owned(), "third".to_owned()];
+    expected.updated_at = at(500);
+    expected.version = 4;
+    let got = apply(
+        3,
+        RequestUpdate {
+            due_at: Some(at(5_000)),
+            original_due_at: Some(at(2_000)),
+            flags: Some(vec!["second".to_owned(), "third".to_owned()]),
+            verification: Some(None),
+            ..request_update(500)
+        },
+    );
+    assert_eq!(
+        got, expected,
+        "extended, flags replaced, verification cleared"
+    );
+
+    expected.flags = Vec::new();
+    expected.updated_at = at(550);
+    expected.version = 5;
+    let got = apply(
+        4,
+        RequestUpdate {
+            flags: Some(Vec::new()),
+            ..request_update(550)
+        },
+    );
+    assert_eq!(got, expected, "flags can be emptied");
+
+    // A stale version: a conflict, and the batch (another change, an audit event) rolls back.
+    let head = h.data.audit_head().unwrap();
+    let other = request_row(owner.id, "received", 7_000);
+    for stale in [0, 4, 6, u64::MAX] {
+        let err = h
+            .data
+            .commit(batch(
+                vec![
+                    Mutation::InsertRequest(other.clone()),
+                    update_request(
+                        id,
+                        stale,
+                        RequestUpdate {
+                            state: Some("rejected".to_owned()),
+                            closed_at: Some(at(600)),
+                            ..request_update(600)
+                        },
+                    ),
+                ],
+                vec![event(EventKind::Decision, 600)],
+            ))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{stale}: {err:?}");
+        assert_eq!(h.data.request(id).unwrap().as_ref(), Some(&expected));
+        assert_eq!(h.data.request(other.id).unwrap(), None, "rolled back");
+        assert_eq!(h.data.audit_head().unwrap(), head);
+    }
+
+    expected.state = "fulfilled".to_owned();
+    expected.closed_at = Some(at(700));
+    expected.updated_at = at(700);
+    expected.version = 6;
+    let got = apply(
+        5,
+        RequestUpdate {
+            state: Some("fulfilled".to_owned()),
+            closed_at: Some(at(700)),
+            ..request_update(700)
+        },
+    );
+    assert_eq!(got, expected, "closed");
+
+    let err = h
+        .data
+        .commit(batch(
+            vec![update_request(
+                RequestId::random().unwrap(),
+                0,
+                request_update(800),
+            )],
+            vec![],
+        ))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(h.data.request(id).unwrap(), Some(expected));
+}
+
+/// Threads on two handles (two server instances) that read the same version of a request and
+/// race the same transition: exactly one applies, every other gets a conflict, each round.
+pub fn concurrent_request_transitions_from_two_handles_apply_once(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let owner = subject_row(key, 1);
+    let request = request_row(owner.id, "received", 2_000);
+    h.data
+        .commit(batch(
+            vec![
+                Mutation::InsertSubject(owner.clone()),
+                Mutation::InsertRequest(request.clone()),
+            ],
+            vec![],
+        ))
+        .unwrap();
+    let (second, _) = (h.reopen)();
+    let handles: Vec<Arc<dyn DataStore>> = vec![h.data.clone(), second];
+    const THREADS: usize = 4;
+    const ROUNDS: u64 = 8;
+    for round in 0..ROUNDS {
+        let barrier = Arc::new(std::sync::Barrier::new(THREADS));
+        let threads: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let store = handles[t % 2].clone();
+                let barrier = barrier.clone();
+                let id = request.id;
+                std::thread::spawn(move || {
+                    let read = store.request(id).unwrap().unwrap();
+                    // Everyone has read before anyone writes.
+                    barrier.wait();
+                    let update = RequestUpdate {
+                        state: Some(format!("state-{round}-{t}")),
+                        ..request_update(1_000 + i64::try_from(t).unwrap())
+                    };
+                    match store.commit(batch(
+                        vec![update_request(id, read.version, update)],
+                        vec![event(EventKind::Decision, 1)],
+                    )) {
+                        Ok(_) => Some(t),
+                        Err(StoreError::Conflict(_)) => None,
+                        Err(other) => panic!("thread {t}: {other:?}"),
+                    }
+                })
+            })
+            .collect();
+        let winners: Vec<usize> = threads
+            .into_iter()
+            .filter_map(|thread| thread.join().unwrap())
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        let now = h.data.request(request.id).unwrap().unwrap();
+        assert_eq!(now.version, round + 1);
+        assert_eq!(now.state, format!("state-{round}-{}", winners[0]));
+    }
+    let entries = all_audit(h.data.as_ref());
+    assert_eq!(
+        entries.len(),
+        usize::try_from(ROUNDS).unwrap(),
+        "one per win"
+    );
+    custodia_audit::verify(&entries).unwrap();
+}
+
+/// `requests` filters by state, due date (inclusive), subject and openness (not fulfilled or
+/// rejected), in any combination, lists by due date then id, and stops at the limit (0: none).
+pub fn requests_filter_by_state_due_subject_and_openness_in_due_order(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let alice = subject_row(key, 1);
+    let bob = subject_row(key, 2);
+    let rows = [
+        request_row(alice.id, "received", 1_000),
+        request_row(alice.id, "verified", 3_000),
+        request_row(bob.id, "fulfilled", 2_000),
+        request_row(bob.id, "rejected", 500),
+        request_row(alice.id, "in_progress", 2_000),
+        request_row(bob.id, "received", 2_000),
+        request_row(bob.id, "extended", 5_000),
+    ];
+    let mut mutations = vec![
+        Mutation::InsertSubject(alice.clone()),
+        Mutation::InsertSubject(bob.clone()),
+    ];
+    mutations.extend(rows.iter().cloned().map(Mutation::InsertRequest));
+    h.data.commit(batch(mutations, vec![])).unwrap();
+    let expect = |keep: &dyn Fn(&RequestRow) -> bool, limit: usize| {
+        let mut found: Vec<RequestRow> = rows.iter().filter(|r| keep(r)).cloned().collect();
+        found.sort_by_key(|r| (r.due_at, r.id));
+        if limit > 0 {
+            found.truncate(limit);
+        }
+        found
+    };
+    let open = |r: &RequestRow| r.state != "fulfilled" && r.state != "rejected";
+    let list = |filter: RequestFilter| h.data.requests(&filter).unwrap();
+
+    assert_eq!(list(RequestFilter::default()), expect(&|_| true, 0));
+    assert_eq!(
+        list(RequestFilter {
+            state: Some("received".to_owned()),
+            ..RequestFilter::default()
+        }),
+        expect(&|r| r.state == "received", 0)
+    );
+    assert_eq!(
+        list(RequestFilter {
+            due_before: Some(at(2_000)),
+            ..RequestFilter::default()
+        }),
+        expect(&|r| r.due_at <= at(2_000), 0),
+        "due at or before, ties by id"
+    );
+    assert_eq!(
+        list(RequestFilter {
+            subject: Some(alice.id),
+            ..RequestFilter::default()
+        }),
+        expect(&|r| r.subject == alice.id, 0)
+    );
+    assert_eq!(
+        list(RequestFilter {
+            open_only: true,
+            ..RequestFilter::default()
+        }),
+        expect(&open, 0)
+    );
+    assert_eq!(
+        list(RequestFilter {
+            subject: Some(bob.id),
+            due_before: Some(at(2_000)),
+            open_only: true,
+            ..RequestFilter::default()
+        }),
+        expect(
+            &|r| r.subject == bob.id && r.due_at <= at(2_000) && open(r),
+            0
+        )
+    );
+    assert_eq!(
+        list(RequestFilter {
+            state: Some("received".to_owned()),
+            subject: Some(alice.id),
+            due_before: Some(at(999)),
+            ..RequestFilter::default()
+        }),
+        Vec::new()
+    );
+    assert!(
+        list(RequestFilter {
+            state: Some("fulfilled".to_owned()),
+            open_only: true,
+            ..RequestFilter::default()
+        })
+        .is_empty()
+    );
+    assert_eq!(
+        list(RequestFilter {
+            limit: 2,
+            ..RequestFilter::default()
+        }),
+        expect(&|_| true, 2)
+    );
+    assert_eq!(
+        list(RequestFilter {
+            open_only: true,
+            limit: 3,
+            ..RequestFilter::default()
+        }),
+        expect(&open, 3)
+    );
+    assert_eq!(
+        list(RequestFilter {
+            limit: 100,
+            ..RequestFilter::default()
+        })
+        .len(),
+        rows.len()
+    );
+    assert!(
+        list(RequestFilter {
+            subject: Some(SubjectId::random().unwrap()),
+            ..RequestFilter::default()
+        })
+        .is_empty()
+    );
+}
+
+/// A request or a disclosure for a subject that does not exist, and a notification for a
+/// request that does not exist, are not found, and their batch changes nothing.
+pub fn requests_disclosures_and_notifications_need_their_subject_or_request(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let owner = subject_row(key, 1);
+    let known = request_row(owner.id, "received", 1_000);
+    h.data
+        .commit(batch(
+            vec![
+                Mutation::InsertSubject(owner.clone()),
+                Mutation::InsertRequest(known.clone()),
+            ],
+            vec![],
+        ))
+        .unwrap();
+    let stranger = SubjectId::random().unwrap();
+    let fresh = request_row(owner.id, "received", 2_000);
+    let cases = [
+        Mutation::InsertRequest(request_row(stranger, "received", 1_000)),
+        Mutation::InsertDisclosure(disclosure_row(stranger, "crm", 1)),
+        Mutation::InsertNotification(notification_row(
+            Some(RequestId::random().unwrap()),
+            owner.id,
+            Some(1),
+        )),
+    ];
+    for mutation in cases {
+        let err = h
+            .data
+            .commit(batch(
+                vec![Mutation::InsertRequest(fresh.clone()), mutation.clone()],
+                vec![event(EventKind::Decision, 1)],
+            ))
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound(_)),
+            "{mutation:?}: {err:?}"
+        );
+        assert_eq!(h.data.request(fresh.id).unwrap(), None, "rolled back");
+        assert_eq!(h.data.audit_head().unwrap(), None);
+    }
+    assert!(
+        h.data
+            .requests(&RequestFilter {
+                subject: Some(stranger),
+                ..RequestFilter::default()
+            })
+            .unwrap()
+            .is_empty()
+    );
+    assert!(h.data.disclosures_of(stranger).unwrap().is_empty());
+    assert_eq!(
+        h.data.requests(&RequestFilter::default()).unwrap(),
+        vec![known]
+    );
+}
+
+/// Requests, disclosures and notifications are evidence: deleting the subject row (once its
+/// records are gone) keeps them under its pseudonymous id, and they can still be worked on,
+/// but nothing new can be recorded for the gone subject.
+pub fn requests_disclosures_and_notifications_outlive_their_subject(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let owner = subject_row(key, 1);
+    let record = record_row(owner.id, key, "user.contact.email", 10);
+    let request = RequestRow {
+        kind: "erasure".to_owned(),
+        ..request_row(owner.id, "in_progress", 5_000)
+    };
+    let disclosure = disclosure_row(owner.id, "crm", 50);
+    let notice = notification_row(Some(request.id), owner.id, Some(1_000));
+    h.data
+        .commit(batch(
+            vec![
+                Mutation::InsertSubject(owner.clone()),
+                Mutation::InsertRecord(record),
+                Mutation::InsertRequest(request.clone()),
+                Mutation::InsertDisclosure(disclosure.clone()),
+                Mutation::InsertNotification(notice.clone()),
+            ],
+            vec![],
+        ))
+        .unwrap();
+    h.data
+        .commit(batch(
+            vec![
+                Mutation::DeleteRecordsOf {
+                    subject: owner.id,
+                    keep_statutory: false,
+                },
+                Mutation::DeleteSubject(owner.id),
+            ],
+            vec![event(EventKind::SubjectErased, 2)],
+        ))
+        .unwrap();
+    assert_eq!(h.data.subject(owner.id).unwrap(), None);
+    assert_eq!(h.data.request(request.id).unwrap(), Some(request.clone()));
+    assert_eq!(
+        h.data
+            .requests(&RequestFilter {
+                subject: Some(owner.id),
+                ..RequestFilter::default()
+            })
+            .unwrap(),
+        vec![request.clone()]
+    );
+    assert_eq!(
+        h.data.disclosures_of(owner.id).unwrap(),
+        vec![disclosure.clone()]
+    );
+    assert_eq!(
+        h.data.notification(notice.id).unwrap(),
+        Some(notice.clone())
+    );
+    assert_eq!(
+        h.data.notifications_of(request.id).unwrap(),
+        vec![notice.clone()]
+    );
+
+    // The request is still worked on: its notices are delivered, more are queued, it closes.
+    let later = notification_row(Some(request.id), owner.id, Some(1_500));
+    h.data
+        .commit(batch(
+            vec![
+                update_notification(
+                    notice.id,
+                    NotificationUpdate {
+                        state: Some("acknowledged".to_owned()),
+                        settled_at: Some(at(3_000)),
+                        next_attempt_at: Some(None),
+                        ..NotificationUpdate::default()
+                    },
+                ),
+                Mutation::InsertNotification(later.clone()),
+                update_request(
+                    request.id,
+                    0,
+                    RequestUpdate {
+                        state: Some("fulfilled".to_owned()),
+                        closed_at: Some(at(3_000)),
+                        ..request_update(3_000)
+                    },
+                ),
+            ],
+            vec![],
+        ))
+        .unwrap();
+    let closed = h.data.request(request.id).unwrap().unwrap();
+    assert_eq!((closed.state.as_str(), closed.version), ("fulfilled", 1));
+    assert_eq!(h.data.notifications_of(request.id).unwrap().len(), 2);
+
+    // Nothing new is recorded for the gone subject.
+    for mutation in [
+        Mutation::InsertRequest(request_row(owner.id, "received", 9_000)),
+        Mutation::InsertDisclosure(disclosure_row(owner.id, "crm", 60)),
+    ] {
+        let err = h
+            .data
+            .commit(batch(vec![mutation.clone()], vec![]))
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound(_)),
+            "{mutation:?}: {err:?}"
+        );
+    }
+    assert_eq!(h.data.disclosures_of(owner.id).unwrap(), vec![disclosure]);
+}
+
+/// Disclosures come back exactly, every optional field set and unset, per subject in the
+/// order they were recorded (not by time); a second insert of an id conflicts.
+pub fn disclosures_round_trip_in_order(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let alice = subject_row(key, 1);
+    let bob = subject_row(key, 2);
+    let abroad = DisclosureRow {
+        categories: vec![
+            "user.contact.email".to_owned(),
+            "user.profile.name".to_owned(),
+        ],
+        purpose: "support".to_owned(),
+        country: Some("SG".to_owned()),
+        mechanism: Some("standard_contract".to_owned()),
+        ..disclosure_row(alice.id, "helpdesk-processor", 300)
+    };
+    let authority = DisclosureRow {
+        recipient_kind: "authority".to_owned(),
+        categories: Vec::new(),
+        reference: Some("ORDER-2024-17".to_owned()),
+        ..disclosure_row(alice.id, "regulator", 100)
+    };
+    let other = disclosure_row(bob.id, "crm", 200);
+    h.data
+        .commit(batch(
+            vec![
+                Mutation::InsertSubject(alice.clone()),
+                Mutation::InsertSubject(bob.clone()),
+                Mutation::InsertDisclosure(abroad.clone()),
+                Mutation::InsertDisclosure(authority.clone()),
+                Mutation::InsertDisclosure(other.clone()),
+            ],
+            vec![],
+        ))
+        .unwrap();
+    let late = disclosure_row(alice.id, "crm", 1);
+    h.data
+        .commit(batch(
+            vec![Mutation::InsertDisclosure(late.clone())],
+            vec![],
+        ))
+        .unwrap();
+    assert_eq!(
+        h.data.disclosures_of(alice.id).unwrap(),
+        vec![abroad.clone(), authority, late],
+        "recorded order, not time order"
+    );
+    assert_eq!(h.data.disclosures_of(bob.id).unwrap(), vec![other]);
+    assert!(
+        h.data
+            .disclosures_of(SubjectId::random().unwrap())
+            .unwrap()
+            .is_empty()
+    );
+    let duplicate = DisclosureRow {
+        id: abroad.id,
+        ..disclosure_row(bob.id, "crm", 5)
+    };
+    let err = h
+        .data
+        .commit(batch(vec![Mutation::InsertDisclosure(duplicate)], vec![]))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(h.data.disclosures_of(bob.id).unwrap().len(), 1);
+}
+
+/// Notifications come back exactly, every optional field set and unset, with or without a
+/// request; a request's are listed in the order they were queued; a second insert of an id
+/// conflicts.
+pub fn notifications_round_trip_in_queue_order(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let owner = subject_row(key, 1);
+    let request = request_row(owner.id, "in_progress", 5_000);
+    let other_request = request_row(owner.id, "in_progress", 6_000);
+    let pending = notification_row(Some(request.id), owner.id, Some(500));
+    let settled = NotificationRow {
+        state: "impossible".to_owned(),
+        attempts: u32::MAX,
+        next_attempt_at: None,
+        last_error: Some("delivery.unreachable".to_owned()),
+        created_at: at(50),
+        delivered_at: Some(at(60)),
+        settled_at: Some(at(70)),
+        reason: Some(vec![0x4E; 33]),
+        payload: Vec::new(),
+        ..notification_row(Some(request.id), owner.id, None)
+    };
+    let code = NotificationRow {
+        kind: "verification_code".to_owned(),
+        recipient: "subject".to_owned(),
+        ..notification_row(None, owner.id, Some(10))
+    };
+    let elsewhere = notification_row(Some(other_request.id), owner.id, Some(1));
+    h.data
+        .commit(batch(
+            vec![
+                Mutation::InsertSubject(owner.clone()),
+                Mutation::InsertRequest(request.clone()),
+                Mutation::InsertRequest(other_request.clone()),
+                Mutation::InsertNotification(pending.clone()),
+                Mutation::InsertNotification(settled.clone()),
+                Mutation::InsertNotification(code.clone()),
+                Mutation::InsertNotification(elsewhere.clone()),
+            ],
+            vec![],
+        ))
+        .unwrap();
+    for row in [&pending, &settled, &code, &elsewhere] {
+        assert_eq!(h.data.notification(row.id).unwrap().as_ref(), Some(row));
+    }
+    assert_eq!(
+        h.data
+            .notification(NotificationId::random().unwrap())
+            .unwrap(),
+        None
+    );
+    let later = notification_row(Some(request.id), owner.id, Some(1));
+    h.data
+        .commit(batch(
+            vec![Mutation::InsertNotification(later.clone())],
+            vec![],
+        ))
+        .unwrap();
+    assert_eq!(
+        h.data.notifications_of(request.id).unwrap(),
+        vec![pending.clone(), settled, later],
+        "queue order"
+    );
+    assert_eq!(
+        h.data.notifications_of(other_request.id).unwrap(),
+        vec![elsewhere]
+    );
+    assert!(
+        h.data
+            .notifications_of(RequestId::random().unwrap())
+            .unwrap()
+            .is_empty()
+    );
+    let duplicate = NotificationRow {
+        id: pending.id,
+        ..notification_row(None, owner.id, None)
+    };
+    let err = h
+        .data
+        .commit(batch(vec![Mutation::InsertNotification(duplicate)], vec![]))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(h.data.notification(pending.id).unwrap(), Some(pending));
+}
+
+/// A notification update changes exactly the fields it names: an empty one nothing; the next
+/// attempt and the last error can be set and cleared; the payload can be wiped. Updating a
+/// missing notification is not found and rolls the whole batch back.
+pub fn notification_updates_change_only_what_they_name(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let owner = subject_row(key, 1);
+    let request = request_row(owner.id, "in_progress", 5_000);
+    let mut expected = notification_row(Some(request.id), owner.id, Some(100));
+    h.data
+        .commit(batch(
+            vec![
+                Mutation::InsertSubject(owner.clone()),
+                Mutation::InsertRequest(request.clone()),
+                Mutation::InsertNotification(expected.clone()),
+            ],
+            vec![],
+        ))
+        .unwrap();
+    let id = expected.id;
+    let apply = |update: NotificationUpdate| {
+        h.data
+            .commit(batch(vec![update_notification(id, update)], vec![]))
+            .unwrap();
+        h.data.notification(id).unwrap().unwrap()
+    };
+
+    assert_eq!(apply(NotificationUpdate::default()), expected);
+
+    expected.attempts = 1;
+    expected.next_attempt_at = Some(at(200));
+    expected.last_error = Some("smtp.timeout".to_owned());
+    let got = apply(NotificationUpdate {
+        attempts: Some(1),
+        next_attempt_at: Some(Some(at(200))),
+        last_error: Some(Some("smtp.timeout".to_owned())),
+        ..NotificationUpdate::default()
+    });
+    assert_eq!(got, expected, "a failed attempt");
+
+    expected.state = "delivered".to_owned();
+    expected.attempts = 2;
+    expected.delivered_at = Some(at(250));
+    expected.next_attempt_at = None;
+    let got = apply(NotificationUpdate {
+        state: Some("delivered".to_owned()),
+        attempts: Some(2),
+        delivered_at: Some(at(250)),
+        next_attempt_at: Some(None),
+        ..NotificationUpdate::default()
+    });
+    assert_eq!(
+        got, expected,
+        "delivered: no further attempt, the error stays"
+    );
+
+    expected.last_error = None;
+    let got = apply(NotificationUpdate {
+        last_error: Some(None),
+        ..NotificationUpdate::default()
+    });
+    assert_eq!(got, expected, "the error is cleared");
+
+    expected.state = "impossible".to_owned();
+    expected.settled_at = Some(at(300));
+    expected.reason = Some(vec![0x33; 20]);
+    expected.payload = Vec::new();
+    let got = apply(NotificationUpdate {
+        state: Some("impossible".to_owned()),
+        settled_at: Some(at(300)),
+        reason: Some(vec![0x33; 20]),
+        payload: Some(Vec::new()),
+        ..NotificationUpdate::default()
+    });
+    assert_eq!(got, expected, "settled, payload wiped");
+
+    let err = h
+        .data
+        .commit(batch(
+            vec![
+                update_notification(
+                    id,
+                    NotificationUpdate {
+                        attempts: Some(9),
+                        ..NotificationUpdate::default()
+                    },
+                ),
+                update_notification(
+                    NotificationId::random().unwrap(),
+                    NotificationUpdate::default(),
+                ),
+            ],
+            vec![event(EventKind::Decision, 1)],
+        ))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(
+        h.data.notification(id).unwrap(),
+        Some(expected),
+        "rolled back"
+    );
+    assert_eq!(h.data.audit_head().unwrap(), None);
+}
+
+/// `claim_due_notifications` claims pending notifications due at `now`, oldest due first, at
+/// most `limit`, returning them as they were and moving their next attempt to `until`: claiming
+/// again at the same `now` takes nothing, and the claims lapse at `until`. Notifications not
+/// pending, not yet due or with no next attempt are never claimed.
+pub fn claim_due_notifications_claims_pending_due_ones_until_the_claim_lapses(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let owner = subject_row(key, 1);
+    let request = request_row(owner.id, "in_progress", 5_000);
+    let first = notification_row(Some(request.id), owner.id, Some(100));
+    let third = notification_row(Some(request.id), owner.id, Some(300));
+    let second = notification_row(None, owner.id, Some(200));
+    let not_yet = notification_row(Some(request.id), owner.id, Some(1_000));
+    let never = notification_row(Some(request.id), owner.id, None);
+    let delivered = NotificationRow {
+        state: "delivered".to_owned(),
+        ..notification_row(Some(request.id), owner.id, Some(50))
+    };
+    let failed = NotificationRow {
+        state: "failed".to_owned(),
+        ..notification_row(Some(request.id), owner.id, Some(50))
+    };
+    let mut mutations = vec![
+        Mutation::InsertSubject(owner.clone()),
+        Mutation::InsertRequest(request.clone()),
+    ];
+    mutations.extend(
+        [
+            &first, &third, &second, &not_yet, &never, &delivered, &failed,
+        ]
+        .into_iter()
+        .cloned()
+        .map(Mutation::InsertNotification),
+    );
+    h.data.commit(batch(mutations, vec![])).unwrap();
+    let claimed_until = |row: &NotificationRow, until: i64| NotificationRow {
+        next_attempt_at: Some(at(until)),
+        ..row.clone()
+    };
+
+    assert!(
+        h.data
+            .claim_due_notifications(at(500), at(2_000), 0)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        h.data
+            .claim_due_notifications(at(99), at(2_000), 10)
+            .unwrap()
+            .is_empty(),
+        "nothing is due yet"
+    );
+    assert_eq!(
+        h.data
+            .claim_due_notifications(at(500), at(2_000), 2)
+            .unwrap(),
+        vec![first.clone(), second.clone()],
+        "oldest due first, as they were"
+    );
+    assert_eq!(
+        h.data.notification(first.id).unwrap(),
+        Some(claimed_until(&first, 2_000))
+    );
+    assert_eq!(
+        h.data.notification(second.id).unwrap(),
+        Some(claimed_until(&second, 2_000))
+    );
+    assert_eq!(
+        h.data
+            .claim_due_notifications(at(500), at(2_000), 10)
+            .unwrap(),
+        vec![third.clone()]
+    );
+    assert!(
+        h.data
+            .claim_due_notifications(at(500), at(2_000), 10)
+            .unwrap()
+            .is_empty(),
+        "a second claim at the same time takes nothing"
+    );
+    assert_eq!(
+        h.data
+            .claim_due_notifications(at(1_999), at(3_000), 10)
+            .unwrap(),
+        vec![not_yet.clone()],
+        "the others' claims have not lapsed"
+    );
+
+    // Delivered meanwhile: no longer pending, never claimed again.
+    h.data
+        .commit(batch(
+            vec![update_notification(
+                third.id,
+                NotificationUpdate {
+                    state: Some("delivered".to_owned()),
+                    attempts: Some(1),
+                    delivered_at: Some(at(600)),
+                    ..NotificationUpdate::default()
+                },
+            )],
+            vec![],
+        ))
+        .unwrap();
+    assert_eq!(
+        h.data
+            .claim_due_notifications(at(2_000), at(4_000), 10)
+            .unwrap(),
+        vec![claimed_until(&first, 2_000), claimed_until(&second, 2_000)],
+        "lapsed claims are taken again, in queue order on a tie"
+    );
+    assert_eq!(
+        h.data
+            .claim_due_notifications(at(10_000), at(20_000), 10)
+            .unwrap(),
+        vec![
+            claimed_until(&not_yet, 3_000),
+            claimed_until(&first, 4_000),
+            claimed_until(&second, 4_000),
+        ]
+    );
+    for untouched in [&never, &delivered, &failed] {
+        assert_eq!(
+            h.data.notification(untouched.id).unwrap().as_ref(),
+            Some(untouched)
+        );
+    }
+    assert_eq!(h.data.audit_head().unwrap(), None, "claims are not audited");
+}
+
+/// Threads on two handles (two deliverers) claiming at once claim every due notification
+/// exactly once, and each ends up claimed until the time they asked for.
+pub fn concurrent_notification_claims_from_two_handles_claim_each_once(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let owner = subject_row(key, 1);
+    let request = request_row(owner.id, "in_progress", 5_000);
+    let due: Vec<NotificationRow> = (0..120)
+        .map(|i| notification_row(Some(request.id), owner.id, Some(1_000 + i)))
+        .collect();
+    let later = notification_row(Some(request.id), owner.id, Some(1_000_000));
+    let mut mutations = vec![
+        Mutation::InsertSubject(owner.clone()),
+        Mutation::InsertRequest(request.clone()),
+    ];
+    mutations.extend(due.iter().cloned().map(Mutation::InsertNotification));
+    mutations.push(Mutation::InsertNotification(later.clone()));
+    h.data.commit(batch(mutations, vec![])).unwrap();
+    let (second, _) = (h.reopen)();
+    let handles: Vec<Arc<dyn DataStore>> = vec![h.data.clone(), second];
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let store = handles[t % 2].clone();
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                loop {
+                    let claimed = store
+                        .claim_due_notifications(at(500_000), at(900_000), 7)
+                        .unwrap();
+                    if claimed.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(claimed.into_iter().map(|n| n.id));
+                }
+            })
+        })
+        .collect();
+    let mut claimed: Vec<NotificationId> = Vec::new();
+    for thread in threads {
+        claimed.extend(thread.join().unwrap());
+    }
+    assert_eq!(
+        claimed.len(),
+        due.len(),
+        "each due notification claimed once"
+    );
+    claimed.sort();
+    claimed.dedup();
+    assert_eq!(claimed.len(), due.len(), "none claimed twice");
+    for row in &due {
+        let now = h.data.notification(row.id).unwrap().unwrap();
+        assert_eq!(now.next_attempt_at, Some(at(900_000)));
+    }
+    assert_eq!(h.data.notification(later.id).unwrap(), Some(later));
 }

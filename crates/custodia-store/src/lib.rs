@@ -18,18 +18,22 @@ pub mod conformance;
 
 pub use error::StoreError;
 pub use rows::{
-    ApiKeyRow, CommitReceipt, ConsentEventKind, ConsentRow, DataKeyKind, DataKeyRow, EpochRow,
-    ExpiredCount, HoldRow, KeyStoreMeta, LeaseRow, MediaRow, MediaState, MediaUpdate, Mutation,
-    PolicyVersionRow, RecordRow, SubjectRow, SubjectUpdate, SweptMedia, SweptRecord, WriteBatch,
+    ApiKeyRow, CommitReceipt, ConsentEventKind, ConsentRow, DataKeyKind, DataKeyRow, DisclosureRow,
+    EpochRow, ExpiredCount, HoldRow, KeyStoreMeta, LeaseRow, MediaRow, MediaState, MediaUpdate,
+    Mutation, NotificationRow, NotificationUpdate, PolicyVersionRow, RecordRow, RequestFilter,
+    RequestRow, RequestUpdate, SubjectRow, SubjectUpdate, SweptMedia, SweptRecord, VerificationRow,
+    WriteBatch,
 };
 
-use custodia_audit::{Anchor, AuditEntry};
-use custodia_core::{ApiKeyId, KeyId, MediaId, RecordId, SubjectId, Timestamp};
+use custodia_audit::{Anchor, AuditEntry, EventKind};
+use custodia_core::{
+    ApiKeyId, KeyId, MediaId, NotificationId, RecordId, RequestId, SubjectId, Timestamp,
+};
 
 /// The data store's schema version this build writes (backends number the key store's and the
 /// keyring's schemas separately, each by its own migrations). A store at a newer version than a
 /// build knows is refused ([`StoreError::SchemaTooNew`]) rather than misread.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Subjects, encrypted records and the audit chain.
 pub trait DataStore: Send + Sync + std::fmt::Debug {
@@ -118,6 +122,33 @@ pub trait DataStore: Send + Sync + std::fmt::Debug {
         actor: &str,
     ) -> Result<Vec<SweptMedia>, StoreError>;
 
+    /// A data-subject request by id.
+    fn request(&self, id: RequestId) -> Result<Option<RequestRow>, StoreError>;
+
+    /// Requests matching `filter`, by due date (earliest first), then id.
+    fn requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRow>, StoreError>;
+
+    /// A subject's disclosures, in the order they were recorded.
+    fn disclosures_of(&self, subject: SubjectId) -> Result<Vec<DisclosureRow>, StoreError>;
+
+    /// A notification by id.
+    fn notification(&self, id: NotificationId) -> Result<Option<NotificationRow>, StoreError>;
+
+    /// A request's notifications, in the order they were queued.
+    fn notifications_of(&self, request: RequestId) -> Result<Vec<NotificationRow>, StoreError>;
+
+    /// Claims up to `limit` notifications due for delivery at `now` (state `pending`,
+    /// `next_attempt_at` at or before `now`), oldest due first, by moving their
+    /// `next_attempt_at` to `until` in one transaction: two handles claiming at once never
+    /// take the same one, and a deliverer that dies lets the claim lapse at `until`. Returns
+    /// the claimed rows as they were before the claim.
+    fn claim_due_notifications(
+        &self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<NotificationRow>, StoreError>;
+
     /// Every legal hold, released and ended ones too, in the order they were placed.
     fn holds(&self) -> Result<Vec<HoldRow>, StoreError>;
 
@@ -141,6 +172,54 @@ pub trait DataStore: Send + Sync + std::fmt::Debug {
 
     /// Audit entries with `seq >= from`, in order, at most `limit`.
     fn audit_entries(&self, from: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Audit entries with `from <= seq <= through` whose kind is one of `kinds`, in order, at
+    /// most `limit` (entries of other kinds are skipped and do not count): what a reader
+    /// watching for some kinds of change needs, without decoding the rest of the log (gate
+    /// decisions are most of a busy one). The default pages through
+    /// [`DataStore::audit_entries`]; backends filter in their query.
+    fn audit_entries_of(
+        &self,
+        from: u64,
+        through: u64,
+        kinds: &[EventKind],
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        audit_entries_by_paging(self, from, through, kinds, limit)
+    }
+}
+
+/// [`DataStore::audit_entries_of`] by paging through [`DataStore::audit_entries`] and keeping the
+/// entries of `kinds`: the default, and the reference a backend's own query must agree with.
+pub fn audit_entries_by_paging<S: DataStore + ?Sized>(
+    store: &S,
+    from: u64,
+    through: u64,
+    kinds: &[EventKind],
+    limit: usize,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    const PAGE: usize = 1024;
+    let mut found = Vec::new();
+    let mut next = from;
+    while next <= through && found.len() < limit {
+        let page = store.audit_entries(next, PAGE)?;
+        let Some(last) = page.last().map(|entry| entry.seq) else {
+            break;
+        };
+        for entry in page {
+            if entry.seq > through || found.len() == limit {
+                return Ok(found);
+            }
+            if kinds.contains(&entry.event.kind) {
+                found.push(entry);
+            }
+        }
+        match last.checked_add(1) {
+            Some(after) => next = after,
+            None => break,
+        }
+    }
+    Ok(found)
 }
 
 /// Wrapped keys: the root key's verifier, epoch keys, and data keys.

@@ -4,7 +4,8 @@
 
 use custodia_audit::{Anchor, AuditEvent};
 use custodia_core::{
-    ApiKeyId, ConsentId, HoldId, KeyId, LeaseId, MediaId, RecordId, SubjectId, Timestamp,
+    ApiKeyId, ConsentId, DisclosureId, HoldId, KeyId, LeaseId, MediaId, NotificationId, RecordId,
+    RequestId, SubjectId, Timestamp,
 };
 
 /// A person whose data is held.
@@ -140,6 +141,203 @@ pub enum Mutation {
     /// Deletes a media row; a missing row is not an error (deletions are idempotent). The
     /// object's bytes are the media layer's to delete, before or after.
     DeleteMedia(MediaId),
+    /// Registers a data-subject request; conflicts with an existing id. The subject must exist.
+    InsertRequest(RequestRow),
+    /// Changes a request, only if it is still at `expected_version` (what the caller read):
+    /// otherwise [`StoreError::Conflict`](crate::StoreError::Conflict) and nothing changes, so two
+    /// instances can never apply the same transition twice. The version then goes up by one.
+    /// A missing request is [`StoreError::NotFound`](crate::StoreError::NotFound).
+    UpdateRequest {
+        /// Which request.
+        id: RequestId,
+        /// The version the change was decided on.
+        expected_version: u64,
+        /// What changes.
+        update: RequestUpdate,
+    },
+    /// Records a disclosure; conflicts with an existing id. The subject must exist when it is
+    /// recorded, but the log outlives it (like the consent ledger): it is whom an erasure must
+    /// reach.
+    InsertDisclosure(DisclosureRow),
+    /// Queues a notification in the outbox; conflicts with an existing id.
+    InsertNotification(NotificationRow),
+    /// Changes a notification; the notification must exist.
+    UpdateNotification {
+        /// Which notification.
+        id: NotificationId,
+        /// What changes.
+        update: NotificationUpdate,
+    },
+}
+
+/// A data-subject request. Its kind, state, law and times are in clear (the queue and the
+/// deadlines need them); what the requester asked and every free-text reason or notice are in
+/// `details`, sealed by the vault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRow {
+    /// The request's id.
+    pub id: RequestId,
+    /// Whose request.
+    pub subject: SubjectId,
+    /// What is asked (`access`, `erasure`, ...; the requests crate's `RequestKind`).
+    pub kind: String,
+    /// Where it is (`received`, `verified`, ...; the requests crate's `RequestState`).
+    pub state: String,
+    /// The law whose deadlines apply (`PIPL`, `GDPR`, `CCPA`).
+    pub law: String,
+    /// When it was received.
+    pub received_at: Timestamp,
+    /// When it must be acknowledged, where the law says (CCPA).
+    pub acknowledge_by: Option<Timestamp>,
+    /// When it must be answered (the extended date once extended).
+    pub due_at: Timestamp,
+    /// The original due date, once an extension moved `due_at`.
+    pub original_due_at: Option<Timestamp>,
+    /// Sealed details (what was asked, reasons, notices); opaque here.
+    pub details: Vec<u8>,
+    /// Flags raised on receipt (`ccpa.more_than_two_in_12_months`, ...).
+    pub flags: Vec<String>,
+    /// The pending identity check, if any.
+    pub verification: Option<VerificationRow>,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+    /// When it reached a final state.
+    pub closed_at: Option<Timestamp>,
+    /// Bumped by every update; see [`Mutation::UpdateRequest`].
+    pub version: u64,
+}
+
+/// A one-time identity-verification code: only its keyed hash is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerificationRow {
+    /// Keyed hash of the code.
+    pub code_hash: [u8; 32],
+    /// When it was sent.
+    pub issued_at: Timestamp,
+    /// When it stops being accepted.
+    pub expires_at: Timestamp,
+    /// Wrong codes tried so far.
+    pub attempts: u32,
+}
+
+/// Changes to a request; `None` leaves a field as it is. There is no `Default`: every update
+/// says when it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestUpdate {
+    /// New state.
+    pub state: Option<String>,
+    /// New due date (an extension).
+    pub due_at: Option<Timestamp>,
+    /// The original due date (set with an extension).
+    pub original_due_at: Option<Timestamp>,
+    /// Re-sealed details.
+    pub details: Option<Vec<u8>>,
+    /// New flags (replacing the old ones).
+    pub flags: Option<Vec<String>>,
+    /// `Some(Some(v))` sets the verification, `Some(None)` clears it.
+    pub verification: Option<Option<VerificationRow>>,
+    /// When it was closed.
+    pub closed_at: Option<Timestamp>,
+    /// When this change happened (always set).
+    pub updated_at: Timestamp,
+}
+
+/// Which requests to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestFilter {
+    /// Only in this state.
+    pub state: Option<String>,
+    /// Only due at or before this.
+    pub due_before: Option<Timestamp>,
+    /// Only this subject's.
+    pub subject: Option<SubjectId>,
+    /// Only open ones (not fulfilled or rejected).
+    pub open_only: bool,
+    /// At most this many (all when 0).
+    pub limit: usize,
+}
+
+/// One hand-over of a subject's data to a recipient named in the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisclosureRow {
+    /// The disclosure's id.
+    pub id: DisclosureId,
+    /// Whose data.
+    pub subject: SubjectId,
+    /// The recipient: a processor's or an authority's name as the policy declares it.
+    pub recipient: String,
+    /// `processor` or `authority`.
+    pub recipient_kind: String,
+    /// The categories handed over.
+    pub categories: Vec<String>,
+    /// The purpose it served.
+    pub purpose: String,
+    /// When.
+    pub at: Timestamp,
+    /// The legal request's document reference (a court order's or an authority's letter's
+    /// number), for disclosures to authorities.
+    pub reference: Option<String>,
+    /// Where the data went, when abroad (ISO country code).
+    pub country: Option<String>,
+    /// The transfer mechanism when abroad (`consent`, `standard_contract`, ...).
+    pub mechanism: Option<String>,
+}
+
+/// A message in the outbox: an erasure notice to a recipient, a verification code for the
+/// subject. Its payload is sealed by the vault; delivery runs from this row (retries with
+/// backoff), and an erasure request stays open until each notice is acknowledged or marked
+/// impossible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationRow {
+    /// The notification's id.
+    pub id: NotificationId,
+    /// What it is (`erasure_notice`, `verification_code`, ...).
+    pub kind: String,
+    /// The request it belongs to.
+    pub request: Option<RequestId>,
+    /// Whom it concerns.
+    pub subject: SubjectId,
+    /// To whom: a recipient's name, or `subject`.
+    pub recipient: String,
+    /// The sealed payload; emptied once it is no longer needed.
+    pub payload: Vec<u8>,
+    /// `pending`, `delivered`, `acknowledged`, `impossible`, `failed`.
+    pub state: String,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// When the next delivery attempt is due (`None`: none is).
+    pub next_attempt_at: Option<Timestamp>,
+    /// The stable code of the last delivery failure.
+    pub last_error: Option<String>,
+    /// When it was queued.
+    pub created_at: Timestamp,
+    /// When it was delivered.
+    pub delivered_at: Option<Timestamp>,
+    /// When it was acknowledged or marked impossible.
+    pub settled_at: Option<Timestamp>,
+    /// Why it is impossible, sealed.
+    pub reason: Option<Vec<u8>>,
+}
+
+/// Changes to a notification; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotificationUpdate {
+    /// New state.
+    pub state: Option<String>,
+    /// New attempt count.
+    pub attempts: Option<u32>,
+    /// `Some(x)` sets the next attempt time (`Some(None)`: no further attempt).
+    pub next_attempt_at: Option<Option<Timestamp>>,
+    /// `Some(x)` sets the last error.
+    pub last_error: Option<Option<String>>,
+    /// Delivered at.
+    pub delivered_at: Option<Timestamp>,
+    /// Settled at.
+    pub settled_at: Option<Timestamp>,
+    /// A sealed reason.
+    pub reason: Option<Vec<u8>>,
+    /// A new payload (empty to wipe it).
+    pub payload: Option<Vec<u8>>,
 }
 
 /// Where a media object is in its life.

@@ -24,12 +24,16 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use custodia_audit::{AuditEvent, EventKind};
-use custodia_core::{ConsentId, HoldId, KeyId, MediaId, RecordId, SubjectId, Timestamp};
+use custodia_core::{
+    ConsentId, DisclosureId, HoldId, KeyId, MediaId, NotificationId, RecordId, RequestId,
+    SubjectId, Timestamp,
+};
 use custodia_store::conformance::Harness;
 use custodia_store::{
-    ConsentEventKind, ConsentRow, DataKeyKind, DataKeyRow, DataStore, EpochRow, HoldRow, KeyStore,
-    KeyStoreMeta, MediaRow, MediaState, Mutation, PolicyVersionRow, SCHEMA_VERSION, StoreError,
-    SubjectRow, WriteBatch,
+    ConsentEventKind, ConsentRow, DataKeyKind, DataKeyRow, DataStore, DisclosureRow, EpochRow,
+    HoldRow, KeyStore, KeyStoreMeta, MediaRow, MediaState, Mutation, NotificationRow,
+    PolicyVersionRow, RequestFilter, RequestRow, SCHEMA_VERSION, StoreError, SubjectRow,
+    WriteBatch,
 };
 use custodia_store_postgres::{PgDataStore, PgKeyStore, PoolOptions, PostgresStores};
 
@@ -331,10 +335,13 @@ fn connect_split_puts_each_store_in_its_own_schema() {
             format!("{ns}_data.audit"),
             format!("{ns}_data.audit_head"),
             format!("{ns}_data.consent_events"),
+            format!("{ns}_data.disclosures"),
             format!("{ns}_data.holds"),
             format!("{ns}_data.media"),
+            format!("{ns}_data.notifications"),
             format!("{ns}_data.policy_versions"),
             format!("{ns}_data.records"),
+            format!("{ns}_data.requests"),
             format!("{ns}_data.schema_version"),
             format!("{ns}_data.subjects"),
             format!("{ns}_keyring.epochs"),
@@ -531,10 +538,65 @@ fn subject_row() -> SubjectRow {
     }
 }
 
+fn request_row(subject: SubjectId) -> RequestRow {
+    RequestRow {
+        id: RequestId::random().unwrap(),
+        subject,
+        kind: "erasure".to_owned(),
+        state: "received".to_owned(),
+        law: "PIPL".to_owned(),
+        received_at: Timestamp::from_millis(2),
+        acknowledge_by: None,
+        due_at: Timestamp::from_millis(1_000),
+        original_due_at: None,
+        details: vec![0x5E; 8],
+        flags: vec!["flag".to_owned()],
+        verification: None,
+        updated_at: Timestamp::from_millis(2),
+        closed_at: None,
+        version: 0,
+    }
+}
+
+fn disclosure_row(subject: SubjectId) -> DisclosureRow {
+    DisclosureRow {
+        id: DisclosureId::random().unwrap(),
+        subject,
+        recipient: "crm".to_owned(),
+        recipient_kind: "processor".to_owned(),
+        categories: vec!["user.contact.email".to_owned()],
+        purpose: "account".to_owned(),
+        at: Timestamp::from_millis(3),
+        reference: None,
+        country: None,
+        mechanism: None,
+    }
+}
+
+fn notification_row(request: RequestId, subject: SubjectId) -> NotificationRow {
+    NotificationRow {
+        id: NotificationId::random().unwrap(),
+        kind: "erasure_notice".to_owned(),
+        request: Some(request),
+        subject,
+        recipient: "crm".to_owned(),
+        payload: vec![0x9A; 8],
+        state: "pending".to_owned(),
+        attempts: 0,
+        next_attempt_at: Some(Timestamp::from_millis(4)),
+        last_error: None,
+        created_at: Timestamp::from_millis(4),
+        delivered_at: None,
+        settled_at: None,
+        reason: None,
+    }
+}
+
 #[test]
-fn the_consent_ledger_and_published_policies_refuse_updates_and_deletes() {
-    let url =
-        database_or_skip!("the_consent_ledger_and_published_policies_refuse_updates_and_deletes");
+fn the_consent_ledger_disclosures_and_published_policies_refuse_updates_and_deletes() {
+    let url = database_or_skip!(
+        "the_consent_ledger_disclosures_and_published_policies_refuse_updates_and_deletes"
+    );
     let scratch = Scratch::new(&url);
     let (data, _keys) = PostgresStores::connect(&url, &scratch.namespace).unwrap();
     let owner = subject_row();
@@ -549,12 +611,17 @@ fn the_consent_ledger_and_published_policies_refuse_updates_and_deletes() {
             Mutation::InsertSubject(owner.clone()),
             Mutation::InsertConsent(consent(owner.id, ConsentEventKind::Given)),
             Mutation::InsertPolicyVersion(policy.clone()),
+            Mutation::InsertDisclosure(disclosure_row(owner.id)),
         ],
         audit: vec![],
     })
     .unwrap();
     let mut sql = scratch.sql();
-    for (table, column) in [("consent_events", "at"), ("policy_versions", "source")] {
+    for (table, column) in [
+        ("consent_events", "at"),
+        ("policy_versions", "source"),
+        ("disclosures", "recipient"),
+    ] {
         let table = format!("\"{}_data\".{table}", scratch.namespace);
         for statement in [
             format!("UPDATE {table} SET {column} = {column}"),
@@ -570,6 +637,7 @@ fn the_consent_ledger_and_published_policies_refuse_updates_and_deletes() {
         }
     }
     assert_eq!(data.consents_of(owner.id).unwrap().len(), 1);
+    assert_eq!(data.disclosures_of(owner.id).unwrap().len(), 1);
     // A second publication of the label conflicts without quoting it.
     let err = data
         .commit(WriteBatch {
@@ -865,6 +933,114 @@ fn a_version_3_data_schema_is_migrated_on_connect() {
         version_rows(&mut scratch.sql(), &schema),
         current_versions("data")
     );
+}
+
+/// A data schema left by the build before data-subject requests (version 4) is brought to the
+/// current version by the next connect, keeping what it held; a subject of it can then have
+/// requests, disclosures and notifications, which outlive its row.
+#[test]
+fn a_version_4_data_schema_is_migrated_on_connect() {
+    let url = database_or_skip!("a_version_4_data_schema_is_migrated_on_connect");
+    let scratch = Scratch::new(&url);
+    drop(scratch.connect().unwrap());
+    let schema = scratch.schema("data");
+    let owner = subject_row();
+    let media = MediaId::random().unwrap();
+    {
+        // What that build's migrations did: the schema, its version table, migrations 001 to
+        // 004 and their version rows, in one transaction.
+        let mut sql = scratch.sql();
+        let mut tx = sql.transaction().unwrap();
+        tx.batch_execute(&format!(
+            "DROP SCHEMA \"{schema}\" CASCADE;
+             CREATE SCHEMA \"{schema}\";
+             CREATE TABLE \"{schema}\".schema_version (
+                 version    INTEGER     NOT NULL PRIMARY KEY CHECK (version >= 1),
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+             );
+             SET LOCAL search_path TO \"{schema}\";"
+        ))
+        .unwrap();
+        for migration in [
+            include_str!("../../migrations/data/001_initial.sql"),
+            include_str!("../../migrations/data/002_consent_keys_policies.sql"),
+            include_str!("../../migrations/data/003_holds.sql"),
+            include_str!("../../migrations/data/004_media.sql"),
+        ] {
+            tx.batch_execute(migration).unwrap();
+        }
+        tx.batch_execute("INSERT INTO schema_version (version) VALUES (1), (2), (3), (4)")
+            .unwrap();
+        let (id, lookup, key): (&[u8], &[u8], &[u8]) =
+            (owner.id.as_bytes(), &owner.lookup, owner.key.as_bytes());
+        tx.execute(
+            "INSERT INTO subjects (id, lookup, profile, key, created_at, last_active_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &id,
+                &lookup,
+                &owner.profile,
+                &key,
+                &owner.created_at.as_millis(),
+                &owner.last_active_at.as_millis(),
+            ],
+        )
+        .unwrap();
+        let media_id: &[u8] = media.as_bytes();
+        tx.execute(
+            "INSERT INTO media (id, subject, category, purpose, key, wrapped_key, location, \
+             content_type, size, stored_size, state, created_at, rule, statutory) \
+             VALUES ($1, $2, 'user.media.photo', 'account', $3, '\\x09', 'objects/a', \
+             'image/jpeg', 1, 1, 'stored', 1, 'photo', FALSE)",
+            &[&media_id, &id, &key],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        assert!(!tables_of(&mut sql, &schema).contains(&"requests".to_owned()));
+    }
+
+    let (data, _keys) = scratch.connect().unwrap();
+    assert_eq!(
+        version_rows(&mut scratch.sql(), &schema),
+        current_versions("data")
+    );
+    assert_eq!(data.subject(owner.id).unwrap(), Some(owner.clone()));
+    assert!(data.media(media).unwrap().is_some());
+    let request = request_row(owner.id);
+    let disclosure = disclosure_row(owner.id);
+    let notice = notification_row(request.id, owner.id);
+    data.commit(WriteBatch {
+        mutations: vec![
+            Mutation::InsertRequest(request.clone()),
+            Mutation::InsertDisclosure(disclosure.clone()),
+            Mutation::InsertNotification(notice.clone()),
+        ],
+        audit: vec![],
+    })
+    .unwrap();
+    data.commit(WriteBatch {
+        mutations: vec![
+            Mutation::DeleteMedia(media),
+            Mutation::DeleteSubject(owner.id),
+        ],
+        audit: vec![],
+    })
+    .unwrap();
+    drop(data);
+
+    // Connected again, it is current, migrates nothing more, and kept them past the subject.
+    let (data, _keys) = scratch.connect().unwrap();
+    assert_eq!(
+        version_rows(&mut scratch.sql(), &schema),
+        current_versions("data")
+    );
+    assert_eq!(data.subject(owner.id).unwrap(), None);
+    assert_eq!(
+        data.requests(&RequestFilter::default()).unwrap(),
+        vec![request.clone()]
+    );
+    assert_eq!(data.disclosures_of(owner.id).unwrap(), [disclosure]);
+    assert_eq!(data.notifications_of(request.id).unwrap(), [notice]);
 }
 
 #[test]

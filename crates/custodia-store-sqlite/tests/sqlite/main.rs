@@ -13,12 +13,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use custodia_audit::{AuditEvent, EventKind};
-use custodia_core::{ApiKeyId, ConsentId, HoldId, KeyId, MediaId, RecordId, SubjectId, Timestamp};
+use custodia_core::{
+    ApiKeyId, ConsentId, DisclosureId, HoldId, KeyId, MediaId, NotificationId, RecordId, RequestId,
+    SubjectId, Timestamp,
+};
 use custodia_store::conformance::{Harness, Reopen};
 use custodia_store::{
-    ApiKeyRow, ConsentEventKind, ConsentRow, DataKeyKind, DataKeyRow, DataStore, EpochRow, HoldRow,
-    KeyStore, KeyStoreMeta, MediaRow, MediaState, Mutation, PolicyVersionRow, RecordRow,
-    SCHEMA_VERSION, StoreError, SubjectRow, WriteBatch,
+    ApiKeyRow, ConsentEventKind, ConsentRow, DataKeyKind, DataKeyRow, DataStore, DisclosureRow,
+    EpochRow, HoldRow, KeyStore, KeyStoreMeta, MediaRow, MediaState, Mutation, NotificationRow,
+    PolicyVersionRow, RecordRow, RequestFilter, RequestRow, SCHEMA_VERSION, StoreError, SubjectRow,
+    WriteBatch,
 };
 use custodia_store_sqlite::{DATA_FILE, KEYRING_FILE, KEYS_FILE, SqliteStores};
 use tempfile::TempDir;
@@ -191,10 +195,13 @@ fn data_and_keys_live_in_separate_files() {
             "api_keys",
             "audit",
             "consent_events",
+            "disclosures",
             "holds",
             "media",
+            "notifications",
             "policy_versions",
             "records",
+            "requests",
             "subjects"
         ]
     );
@@ -517,8 +524,151 @@ fn a_version_3_data_store_is_migrated_on_open() {
     assert_eq!(data.media(media.id).unwrap(), Some(media));
 }
 
+fn request(subject: SubjectId) -> RequestRow {
+    RequestRow {
+        id: RequestId::random().unwrap(),
+        subject,
+        kind: "erasure".to_owned(),
+        state: "received".to_owned(),
+        law: "PIPL".to_owned(),
+        received_at: at(2),
+        acknowledge_by: None,
+        due_at: at(1_000),
+        original_due_at: None,
+        details: vec![0x5E; 8],
+        flags: vec!["flag".to_owned()],
+        verification: None,
+        updated_at: at(2),
+        closed_at: None,
+        version: 0,
+    }
+}
+
+fn disclosure(subject: SubjectId) -> DisclosureRow {
+    DisclosureRow {
+        id: DisclosureId::random().unwrap(),
+        subject,
+        recipient: "crm".to_owned(),
+        recipient_kind: "processor".to_owned(),
+        categories: vec!["user.contact.email".to_owned()],
+        purpose: "account".to_owned(),
+        at: at(3),
+        reference: None,
+        country: None,
+        mechanism: None,
+    }
+}
+
+fn notification(request: RequestId, subject: SubjectId) -> NotificationRow {
+    NotificationRow {
+        id: NotificationId::random().unwrap(),
+        kind: "erasure_notice".to_owned(),
+        request: Some(request),
+        subject,
+        recipient: "crm".to_owned(),
+        payload: vec![0x9A; 8],
+        state: "pending".to_owned(),
+        attempts: 0,
+        next_attempt_at: Some(at(4)),
+        last_error: None,
+        created_at: at(4),
+        delivered_at: None,
+        settled_at: None,
+        reason: None,
+    }
+}
+
+/// A `data.db` left by the build before data-subject requests (schema version 4) is brought to
+/// the current version when the directory is next opened, keeping what it held; a subject of it
+/// can then have requests, disclosures and notifications, which outlive its row.
 #[test]
-fn the_consent_ledger_and_published_policies_refuse_updates_and_deletes() {
+fn a_version_4_data_store_is_migrated_on_open() {
+    let dir = new_dir();
+    drop(SqliteStores::open(dir.path()).unwrap());
+    let data_path = dir.path().join(DATA_FILE);
+    remove_db(&data_path);
+    let owner = subject(vec![7; 16]);
+    let media = MediaId::random().unwrap();
+    {
+        // What that build's migrations did: 001 to 004 and the version stamp, in one
+        // transaction, on a WAL file.
+        let mut conn = raw(&data_path);
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        let tx = conn.transaction().unwrap();
+        for sql in [
+            include_str!("../../migrations/data/001_initial.sql"),
+            include_str!("../../migrations/data/002_consent_keys_policies.sql"),
+            include_str!("../../migrations/data/003_holds.sql"),
+            include_str!("../../migrations/data/004_media.sql"),
+        ] {
+            tx.execute_batch(sql).unwrap();
+        }
+        tx.pragma_update(None, "user_version", 4).unwrap();
+        tx.execute(
+            "INSERT INTO subjects (id, lookup, profile, key, created_at, last_active_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            rusqlite::params![
+                owner.id.as_bytes(),
+                owner.lookup,
+                owner.profile,
+                owner.key.as_bytes(),
+                owner.created_at.as_millis(),
+                owner.last_active_at.as_millis(),
+            ],
+        )
+        .unwrap();
+        tx.execute(
+            "INSERT INTO media (id, subject, category, purpose, key, wrapped_key, location, \
+             content_type, size, stored_size, state, created_at, rule, statutory) \
+             VALUES (?1, ?2, 'user.media.photo', 'account', ?3, x'09', 'objects/a', \
+             'image/jpeg', 1, 1, 'stored', 1, 'photo', 0)",
+            rusqlite::params![media.as_bytes(), owner.id.as_bytes(), owner.key.as_bytes()],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    assert!(!tables(&data_path).contains(&"requests".to_owned()));
+
+    let (data, _keys) = SqliteStores::open_existing(dir.path()).unwrap();
+    assert_eq!(data.settings().unwrap().schema_version, SCHEMA_VERSION);
+    assert_eq!(data.subject(owner.id).unwrap(), Some(owner.clone()));
+    assert!(data.media(media).unwrap().is_some());
+    let request = request(owner.id);
+    let disclosure = disclosure(owner.id);
+    let notice = notification(request.id, owner.id);
+    data.commit(WriteBatch {
+        mutations: vec![
+            Mutation::InsertRequest(request.clone()),
+            Mutation::InsertDisclosure(disclosure.clone()),
+            Mutation::InsertNotification(notice.clone()),
+        ],
+        audit: vec![],
+    })
+    .unwrap();
+    data.commit(WriteBatch {
+        mutations: vec![
+            Mutation::DeleteMedia(media),
+            Mutation::DeleteSubject(owner.id),
+        ],
+        audit: vec![],
+    })
+    .unwrap();
+    drop(data);
+
+    // Opened again, it is current, migrates nothing more, and kept them past the subject.
+    let (data, _keys) = SqliteStores::open_existing(dir.path()).unwrap();
+    assert_eq!(data.settings().unwrap().schema_version, SCHEMA_VERSION);
+    assert_eq!(data.subject(owner.id).unwrap(), None);
+    assert_eq!(
+        data.requests(&RequestFilter::default()).unwrap(),
+        vec![request.clone()]
+    );
+    assert_eq!(data.disclosures_of(owner.id).unwrap(), [disclosure]);
+    assert_eq!(data.notifications_of(request.id).unwrap(), [notice]);
+}
+
+#[test]
+fn the_consent_ledger_disclosures_and_published_policies_refuse_updates_and_deletes() {
     let dir = new_dir();
     let (data, _keys) = SqliteStores::open(dir.path()).unwrap();
     let owner = subject(vec![1]);
@@ -540,11 +690,13 @@ fn the_consent_ledger_and_published_policies_refuse_updates_and_deletes() {
         published_at: at(1),
         fresh_consent_purposes: vec![],
     };
+    let disclosure = disclosure(owner.id);
     data.commit(WriteBatch {
         mutations: vec![
             Mutation::InsertSubject(owner),
             Mutation::InsertConsent(event),
             Mutation::InsertPolicyVersion(policy),
+            Mutation::InsertDisclosure(disclosure),
         ],
         audit: vec![],
     })
@@ -555,6 +707,8 @@ fn the_consent_ledger_and_published_policies_refuse_updates_and_deletes() {
         "DELETE FROM consent_events",
         "UPDATE policy_versions SET source = ''",
         "DELETE FROM policy_versions",
+        "UPDATE disclosures SET recipient = ''",
+        "DELETE FROM disclosures",
     ] {
         let err = conn.execute(sql, []).unwrap_err();
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
