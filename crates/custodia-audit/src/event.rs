@@ -90,6 +90,14 @@ event_kinds! {
     HoldPlaced => "hold_placed",
     /// A legal hold was released: the sweeper deletes what it kept.
     HoldReleased => "hold_released",
+    /// A message was queued in the outbox: an erasure notice to a recipient, a verification
+    /// code for the subject (`record` names the notification, `outcome` its kind and recipient).
+    NotificationQueued => "notification_queued",
+    /// An outbox delivery attempt ended: `outcome` is `delivered`, `retry` or `failed` (given up),
+    /// `reasons` the failure's code.
+    NotificationDelivery => "notification_delivery",
+    /// A notification was settled: acknowledged by its recipient, or marked impossible.
+    NotificationSettled => "notification_settled",
 }
 
 impl fmt::Display for EventKind {
@@ -242,7 +250,7 @@ mod tests {
             assert_eq!(serde_json::to_string(kind).unwrap(), format!("\"{name}\""));
             assert_eq!(kind.to_string(), name);
         }
-        assert_eq!(EventKind::ALL.len(), 20);
+        assert_eq!(EventKind::ALL.len(), 23);
     }
 
     #[test]

@@ -209,15 +209,25 @@ impl<K: IdKind> FromStr for Id<K> {
             .strip_prefix(K::PREFIX)
             .and_then(|rest| rest.strip_prefix('_'))
             .ok_or_else(|| err.clone())?;
-        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if hex.len() != 32 {
             return Err(err);
         }
+        // Every request names ids: decode the digits directly rather than through a parser.
+        let nibble = |digit: u8| match digit {
+            b'0'..=b'9' => Some(digit - b'0'),
+            b'a'..=b'f' => Some(digit - b'a' + 10),
+            b'A'..=b'F' => Some(digit - b'A' + 10),
+            _ => None,
+        };
         let mut bytes = [0u8; 16];
-        for (index, byte) in bytes.iter_mut().enumerate() {
-            let pair = hex
-                .get(index * 2..index * 2 + 2)
-                .ok_or_else(|| err.clone())?;
-            *byte = u8::from_str_radix(pair, 16).map_err(|_| err.clone())?;
+        for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+            let [high, low] = *pair else {
+                return Err(err);
+            };
+            match (nibble(high), nibble(low)) {
+                (Some(high), Some(low)) => *byte = (high << 4) | low,
+                _ => return Err(err),
+            }
         }
         Ok(Self::from_bytes(bytes))
     }
@@ -231,8 +241,22 @@ impl<K: IdKind> Serialize for Id<K> {
 
 impl<'de, K: IdKind> Deserialize<'de> for Id<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
+        /// Parses the text where it lies when the format lends it (no copy), else a copy.
+        struct Text<K>(PhantomData<K>);
+
+        impl<K: IdKind> serde::de::Visitor<'_> for Text<K> {
+            type Value = Id<K>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a string id `{}_<32 hex digits>`", K::PREFIX)
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                text.parse().map_err(E::custom)
+            }
+        }
+
+        deserializer.deserialize_str(Text(PhantomData))
     }
 }
 

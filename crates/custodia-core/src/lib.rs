@@ -8,7 +8,7 @@ pub mod time;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use id::{
-    ApiKeyId, ConsentId, DisclosureId, HoldId, Id, IdError, KeyId, LeaseId, MediaId, NotificationId,
-    RecordId, RequestId, SubjectId,
+    ApiKeyId, ConsentId, DisclosureId, HoldId, Id, IdError, KeyId, LeaseId, MediaId,
+    NotificationId, RecordId, RequestId, SubjectId,
 };
 pub use time::{CalendarUnit, Timestamp, TimestampError};

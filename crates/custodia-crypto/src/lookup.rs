@@ -14,6 +14,9 @@ use crate::secret::{KEY_LEN, SecretKey};
 
 const SALT: &[u8] = b"custodia/kdf/v1";
 const INFO: &[u8] = b"custodia/lookup-key/v1";
+/// The HKDF label of the key that hashes one-time identity-verification codes: distinct from
+/// [`INFO`], so a code's digest can never equal an external id's.
+const VERIFICATION_INFO: &[u8] = b"custodia/verification-code-key/v1";
 
 /// Length of a lookup digest.
 pub const DIGEST_LEN: usize = 32;
@@ -27,9 +30,18 @@ pub struct LookupKey {
 impl LookupKey {
     /// Derives the lookup key from the root key's bytes.
     pub(crate) fn derive(root: &SecretKey) -> Result<Self, CryptoError> {
+        Self::derive_labelled(root, INFO)
+    }
+
+    /// Derives the verification-code key from the root key's bytes (another HKDF label).
+    pub(crate) fn derive_verification(root: &SecretKey) -> Result<Self, CryptoError> {
+        Self::derive_labelled(root, VERIFICATION_INFO)
+    }
+
+    fn derive_labelled(root: &SecretKey, info: &[u8]) -> Result<Self, CryptoError> {
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, SALT).extract(root.expose());
         let mut bytes = Zeroizing::new([0; KEY_LEN]);
-        prk.expand(&[INFO], hmac::HMAC_SHA256)
+        prk.expand(&[info], hmac::HMAC_SHA256)
             .and_then(|okm| okm.fill(bytes.as_mut_slice()))
             .map_err(|_| CryptoError::Backend)?;
         Ok(Self {

@@ -9,10 +9,13 @@
 use std::path::Path;
 
 use aws_lc_rs::aead::LessSafeKey;
+use aws_lc_rs::{hkdf, hmac};
+use zeroize::Zeroizing;
 
 use crate::envelope;
 use crate::epoch::EpochKey;
 use crate::error::CryptoError;
+use crate::field::DataKey;
 use crate::kdf::{self, KdfParams};
 use crate::keyfile;
 use crate::lookup::LookupKey;
@@ -20,6 +23,8 @@ use crate::secret::SecretKey;
 
 const VERIFIER_LABEL: &[u8] = b"custodia/root-verifier/v1";
 const EPOCH_LABEL: &[u8] = b"custodia/epoch-key/v1";
+const DERIVED_SALT: &[u8] = b"custodia/kdf/v1";
+const DERIVED_LABEL: &[u8] = b"custodia/derived-key/v1/";
 
 /// The root of the key hierarchy. Wraps [`EpochKey`]s; never stored beside the data.
 pub struct RootKey {
@@ -150,6 +155,35 @@ impl RootKey {
     /// cause.
     pub fn lookup_key(&self) -> Result<LookupKey, CryptoError> {
         LookupKey::derive(&self.key)
+    }
+
+    /// The key for keyed hashes of one-time identity-verification codes, derived like
+    /// [`RootKey::lookup_key`] under a label of its own: the two keys are independent, so no
+    /// code's digest can be told from, or collide with, an external id's.
+    ///
+    /// # Errors
+    /// [`CryptoError::Backend`] if the library refuses the derivation, which valid input cannot
+    /// cause.
+    pub fn verification_key(&self) -> Result<LookupKey, CryptoError> {
+        LookupKey::derive_verification(&self.key)
+    }
+
+    /// A [`DataKey`] derived from this root key for one named use (HKDF-SHA256, info
+    /// `custodia/derived-key/v1/<name>`), for what must outlive every subject's key but not the
+    /// root key: the outbox seals erasure notices with it, so a notice stays deliverable after
+    /// the subject it concerns is crypto-shredded. Deterministic: the same root key and name
+    /// always give the same key; different names give unrelated keys.
+    ///
+    /// # Errors
+    /// [`CryptoError::Backend`] if the library refuses the derivation, which valid input cannot
+    /// cause.
+    pub fn derived_key(&self, name: &str) -> Result<DataKey, CryptoError> {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, DERIVED_SALT).extract(self.key.expose());
+        let mut bytes = Zeroizing::new([0; crate::secret::KEY_LEN]);
+        prk.expand(&[DERIVED_LABEL, name.as_bytes()], hmac::HMAC_SHA256)
+            .and_then(|okm| okm.fill(bytes.as_mut_slice()))
+            .map_err(|_| CryptoError::Backend)?;
+        DataKey::from_secret(SecretKey::from_bytes(*bytes))
     }
 
     #[cfg(test)]

@@ -175,6 +175,28 @@ fn verifier_accepts_the_right_root_key_and_refuses_a_wrong_one() {
 }
 
 #[test]
+fn derived_keys_are_stable_per_name_and_unrelated_across_names_and_roots() {
+    let root = RootKey::generate().unwrap();
+    let sealed = root
+        .derived_key("outbox")
+        .unwrap()
+        .seal(&CTX, b"notice")
+        .unwrap();
+    let again = root.derived_key("outbox").unwrap();
+    assert_eq!(again.open(&CTX, &sealed).unwrap().as_slice(), b"notice");
+    let other_name = root.derived_key("other").unwrap();
+    assert_eq!(
+        code(other_name.open(&CTX, &sealed)),
+        "crypto.authentication_failed"
+    );
+    let other_root = RootKey::generate().unwrap().derived_key("outbox").unwrap();
+    assert_eq!(
+        code(other_root.open(&CTX, &sealed)),
+        "crypto.authentication_failed"
+    );
+}
+
+#[test]
 fn a_corrupt_verifier_is_malformed_not_a_wrong_key() {
     let root = RootKey::generate().unwrap();
     assert_eq!(code(root.check(&[])), "crypto.malformed");
@@ -543,6 +565,24 @@ fn the_lookup_key_is_not_the_root_key() {
     assert_eq!(
         format!("{:?}", root.lookup_key().unwrap()),
         "LookupKey(redacted)"
+    );
+}
+
+#[test]
+fn the_verification_key_is_independent_of_the_lookup_key() {
+    let root = RootKey::generate().unwrap();
+    let same_root = RootKey::from_hex(&root.secret().to_hex()).unwrap();
+    let codes = root.verification_key().unwrap();
+    assert_eq!(
+        codes.digest(b"req_1:123456"),
+        same_root
+            .verification_key()
+            .unwrap()
+            .digest(b"req_1:123456")
+    );
+    assert_ne!(
+        codes.digest(b"req_1:123456"),
+        root.lookup_key().unwrap().digest(b"req_1:123456")
     );
 }
 

@@ -89,6 +89,24 @@ pub enum Reason {
     BasisVitalInterest,
     /// Allowed for a task in the public interest.
     BasisPublicInterest,
+    /// A hand-over of a category the policy says is never shared.
+    DisclosureNeverShared,
+    /// A hand-over to a recipient the policy does not declare.
+    DisclosureUnknownRecipient,
+    /// The recipient is declared, but as another kind (a processor named as an authority, or
+    /// the reverse).
+    DisclosureRecipientKindMismatch,
+    /// The recipient is not declared to receive a category.
+    DisclosureNotEntitled,
+    /// The recipient does not serve the purpose named.
+    DisclosurePurposeNotServed,
+    /// The recipient may receive only de-identified data, never one subject's.
+    DisclosureDeidentifiedOnly,
+    /// Data going abroad without a transfer mechanism the policy declares for it, or without
+    /// the subject's consent where that mechanism is consent.
+    DisclosureTransferWithoutBasis,
+    /// A hand-over to an authority without the legal document's reference.
+    DisclosureReferenceRequired,
 }
 
 impl Reason {
@@ -116,6 +134,14 @@ impl Reason {
             Self::BasisLegalObligation => "basis.legal_obligation",
             Self::BasisVitalInterest => "basis.vital_interest",
             Self::BasisPublicInterest => "basis.public_interest",
+            Self::DisclosureNeverShared => "disclosure.never_shared",
+            Self::DisclosureUnknownRecipient => "disclosure.unknown_recipient",
+            Self::DisclosureRecipientKindMismatch => "disclosure.recipient_kind_mismatch",
+            Self::DisclosureNotEntitled => "disclosure.not_entitled",
+            Self::DisclosurePurposeNotServed => "disclosure.purpose_not_served",
+            Self::DisclosureDeidentifiedOnly => "disclosure.deidentified_only",
+            Self::DisclosureTransferWithoutBasis => "disclosure.transfer_without_basis",
+            Self::DisclosureReferenceRequired => "disclosure.reference_required",
         }
     }
 
@@ -208,6 +234,34 @@ pub fn decide(index: &GateIndex, facts: &SubjectFacts, request: &GateRequest<'_>
             reasons: denials,
         }
     }
+}
+
+/// The consent rules alone, for a purpose whatever its legal basis: what a transfer abroad on
+/// the subject's consent needs (PIPL Art. 39) even when the purpose itself rests on a contract.
+/// Empty when a consent for `purpose` holds now; an unknown purpose is
+/// [`Reason::PurposeUnknown`].
+pub fn consent_denials(
+    index: &GateIndex,
+    facts: &SubjectFacts,
+    purpose: &str,
+    categories: &[&str],
+    now: Timestamp,
+) -> Vec<Reason> {
+    let Some(entry) = index.purpose(purpose) else {
+        return vec![Reason::PurposeUnknown];
+    };
+    let sensitive = categories
+        .iter()
+        .any(|category| index.category(category).unwrap_or(false));
+    let request = GateRequest {
+        purpose,
+        categories,
+        caller: Caller::Admin,
+        now,
+    };
+    let mut denials = Vec::new();
+    consent_rules(index, facts, &request, entry, sensitive, &mut denials);
+    denials
 }
 
 fn consent_rules(
@@ -350,6 +404,36 @@ refuse_below = 8
             Some(30),
             false,
         )
+    }
+
+    #[test]
+    fn consent_denials_apply_the_consent_rules_whatever_the_basis() {
+        let index = index();
+        let none = facts(&[]);
+        let phone = ["user.contact.phone_number"];
+        // `account` rests on a contract, yet a transfer on consent needs the subject's.
+        assert!(ask(&index, &none, "account", &phone).allowed);
+        assert_eq!(
+            consent_denials(&index, &none, "account", &phone, t(1_000)),
+            [Reason::ConsentMissing]
+        );
+        let given = facts(&[(&["account"], LedgerKind::Given, None, 10, None)]);
+        assert!(consent_denials(&index, &given, "account", &phone, t(1_000)).is_empty());
+        let bundled = facts(&[(&["account", "marketing"], LedgerKind::Given, None, 10, None)]);
+        assert_eq!(
+            consent_denials(&index, &bundled, "account", &phone, t(1_000)),
+            [Reason::ConsentNotSeparate],
+            "the phone number is sensitive"
+        );
+        let lapsed = facts(&[(&["account"], LedgerKind::Given, None, 10, Some(500))]);
+        assert_eq!(
+            consent_denials(&index, &lapsed, "account", &phone, t(1_000)),
+            [Reason::ConsentExpired]
+        );
+        assert_eq!(
+            consent_denials(&index, &given, "nope", &phone, t(1_000)),
+            [Reason::PurposeUnknown]
+        );
     }
 
     fn ask(

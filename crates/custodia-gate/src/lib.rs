@@ -12,6 +12,6 @@ pub mod decision;
 pub mod facts;
 pub mod index;
 
-pub use decision::{Caller, Decision, GateRequest, Reason, decide};
+pub use decision::{Caller, Decision, GateRequest, Reason, consent_denials, decide};
 pub use facts::{ConsentFact, ConsentStatus, LedgerEntry, LedgerKind, SubjectFacts, age_on};
 pub use index::GateIndex;

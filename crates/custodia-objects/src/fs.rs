@@ -14,6 +14,8 @@ use std::fs::{self, DirBuilder, File, Permissions};
 use std::io::{self, ErrorKind, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
 use std::time::{Duration, SystemTime};
 
 use crate::key::{self, ObjectKey};
@@ -29,8 +31,19 @@ pub const STALE_TEMP_AGE: Duration = Duration::from_secs(60 * 60);
 
 const TEMP_PREFIX: &str = ".put-";
 
-/// Large enough that a put is a few syscalls per megabyte, small enough to be flat memory.
-const COPY_BUFFER: usize = 64 * 1024;
+/// A put writes in buffers of about 1 MiB: one syscall per megabyte, flat memory. The size is a
+/// multiple of a sealed media chunk (64 KiB of plaintext and a 16-byte tag), so a sealing
+/// source seals whole chunks straight into it.
+const COPY_BUFFER: usize = 16 * (64 * 1024 + 16);
+
+/// Filled buffers a put may have waiting for its writer thread. With the one being filled and
+/// the one being written, a large put holds at most `PIPELINE_DEPTH + 2` buffers (4 MiB).
+const PIPELINE_DEPTH: usize = 2;
+
+/// A put larger than one buffer starts moving its bytes to disk every this many bytes
+/// (`fdatasync` on a helper thread, while the writes go on), so the fsync that acknowledges it
+/// waits for the last few megabytes rather than for the whole object.
+const EARLY_FLUSH_EVERY: u64 = 32 * 1024 * 1024;
 
 /// How often a put re-creates its directories when a concurrent delete pruned them between
 /// creation and rename.
@@ -171,7 +184,7 @@ impl ObjectStore for FsObjectStore {
             .permissions(Permissions::from_mode(0o600))
             .tempfile_in(&self.staging)
             .map_err(ObjectError::Io)?;
-        let size = copy(source, temp.as_file_mut())?;
+        let size = copy(source, temp.as_file())?;
         temp.as_file().sync_all().map_err(ObjectError::Io)?;
         let target = self.path_of(key);
         let conflict_or_io = |err: io::Error| match err.kind() {
@@ -281,18 +294,100 @@ impl ObjectStore for FsObjectStore {
     }
 }
 
-/// Copies `source` into `file`, telling the source's failures from the file's.
-fn copy(source: &mut dyn io::Read, file: &mut File) -> Result<u64, ObjectError> {
+/// Copies `source` into `file`, telling the source's failures from the file's. An object that
+/// fits one buffer is written here; a larger one is read (on this thread: the source need not
+/// be `Send`) while a writer thread writes what was read before, and a flusher thread starts
+/// its early bytes on their way to disk (see [`EARLY_FLUSH_EVERY`]). Every byte is written in
+/// order before this returns; the caller still fsyncs the file.
+fn copy(source: &mut dyn io::Read, file: &File) -> Result<u64, ObjectError> {
     let mut buffer = vec![0; COPY_BUFFER];
-    let mut total = 0u64;
+    let first = fill(source, &mut buffer)?.len();
+    if first < COPY_BUFFER {
+        let chunk = buffer.get(..first).unwrap_or_default();
+        (&*file).write_all(chunk).map_err(ObjectError::Io)?;
+        return Ok(first as u64);
+    }
+    thread::scope(|scope| {
+        let (flush_tx, flush_rx) = mpsc::sync_channel::<()>(1);
+        let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(PIPELINE_DEPTH);
+        let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+        let flusher = scope.spawn(move || -> io::Result<()> {
+            for () in flush_rx {
+                file.sync_data()?;
+            }
+            Ok(())
+        });
+        let writer = scope.spawn(move || -> io::Result<()> {
+            let mut unflushed = 0u64;
+            for buffer in full_rx {
+                (&*file).write_all(&buffer)?;
+                unflushed += buffer.len() as u64;
+                if unflushed >= EARLY_FLUSH_EVERY {
+                    // Skipped while the flusher is still busy: its next flush covers these too.
+                    if flush_tx.try_send(()).is_ok() {
+                        unflushed = 0;
+                    }
+                }
+                // The reader may be gone already; the buffer is then simply dropped.
+                let _ = empty_tx.send(buffer);
+            }
+            Ok(())
+        });
+        let read = feed(source, buffer, &full_tx, &empty_rx);
+        // The writer ends once it has written everything sent, or at its first failure.
+        drop(full_tx);
+        let written = join(writer);
+        let flushed = join(flusher);
+        // A failed write or early flush is the store's failure, whatever the source did after.
+        written.map_err(ObjectError::Io)?;
+        flushed.map_err(ObjectError::Io)?;
+        read
+    })
+}
+
+/// Reads `source` into buffers for the writer, starting with the already full `first`; returns
+/// the bytes read. At most `PIPELINE_DEPTH + 2` buffers exist at any time: spent ones come back
+/// on `empty`. Stops early, without error, if the writer has failed (it reports why).
+fn feed(
+    source: &mut dyn io::Read,
+    first: Vec<u8>,
+    full: &mpsc::SyncSender<Vec<u8>>,
+    empty: &mpsc::Receiver<Vec<u8>>,
+) -> Result<u64, ObjectError> {
+    let mut total = first.len() as u64;
+    if full.send(first).is_err() {
+        return Ok(total);
+    }
+    let mut unallocated = PIPELINE_DEPTH + 1;
     loop {
-        let chunk = fill(source, &mut buffer)?;
-        if chunk.is_empty() {
+        let mut buffer = match empty.try_recv() {
+            Ok(buffer) => buffer,
+            Err(_) if unallocated > 0 => {
+                unallocated -= 1;
+                vec![0; COPY_BUFFER]
+            }
+            Err(_) => match empty.recv() {
+                Ok(buffer) => buffer,
+                Err(_) => return Ok(total),
+            },
+        };
+        let len = fill(source, &mut buffer)?.len();
+        if len == 0 {
             return Ok(total);
         }
-        file.write_all(chunk).map_err(ObjectError::Io)?;
-        total += chunk.len() as u64;
+        buffer.truncate(len);
+        total += len as u64;
+        if full.send(buffer).is_err() || len < COPY_BUFFER {
+            return Ok(total);
+        }
     }
+}
+
+/// A helper thread's result; a panic (there is none to expect) becomes an I/O error.
+fn join(handle: thread::ScopedJoinHandle<'_, io::Result<()>>) -> io::Result<()> {
+    handle
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("a put's helper thread panicked")))
 }
 
 /// Whether an I/O error means "no such object" rather than a failure.

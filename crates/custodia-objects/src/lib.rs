@@ -8,7 +8,7 @@
 //! - a put is atomic: until it returns `Ok`, readers see the previous object (or none), and a
 //!   put that fails, whether the source breaks, the store refuses or the process dies, leaves
 //!   nothing under the key;
-//! - puts and gets stream: memory stays flat whatever the object's size (a 64 KiB buffer on the
+//! - puts and gets stream: memory stays flat whatever the object's size (four 1 MiB buffers on the
 //!   file system, two multipart parts on S3);
 //! - deletes are idempotent, so a retried erasure never fails for having half-succeeded.
 //!

@@ -24,6 +24,18 @@ use custodia_store::{ApiKeyRow, DataStore};
 /// How often the audit chain is tailed for changes made by other processes.
 pub const TAIL_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The kinds of audit entry that can make a cache entry stale, and so the ones the tail reads.
+const CHANGES: [EventKind; 5] = [
+    EventKind::ConsentRecorded,
+    EventKind::SubjectErased,
+    EventKind::SubjectCreated,
+    EventKind::RequestTransition,
+    EventKind::KeyDestroyed,
+];
+
+/// Changes read per store call by the tail.
+const TAIL_PAGE: usize = 1024;
+
 /// Entries kept at most per cache; past that the cache starts over (simple and bounded).
 const MAX_ENTRIES: usize = 200_000;
 
@@ -84,8 +96,13 @@ impl Caches {
         self.generation.load(Ordering::SeqCst)
     }
 
-    pub(crate) fn key(&self, id: ApiKeyId) -> Option<ApiKeyRow> {
-        self.keys.read().ok()?.get(&id).cloned()
+    /// `look` applied to the cached key `id`, under the cache's read lock (no copy of the row).
+    pub(crate) fn with_key<T>(
+        &self,
+        id: ApiKeyId,
+        look: impl FnOnce(&ApiKeyRow) -> T,
+    ) -> Option<T> {
+        self.keys.read().ok()?.get(&id).map(look)
     }
 
     pub(crate) fn store_key(&self, row: ApiKeyRow, read_at: u64) {
@@ -170,16 +187,18 @@ fn tail(caches: &Weak<Caches>, data: &dyn DataStore, mut seen: u64) {
                 continue;
             }
         };
+        // Only changes matter here; the store skips the rest (gate decisions, reads) itself.
         while seen < head {
-            let page = match data.audit_entries(seen + 1, 1024) {
-                Ok(page) if !page.is_empty() => page,
-                _ => {
-                    // Unreadable or missing entries: nothing cached can be trusted.
+            let page = match data.audit_entries_of(seen + 1, head, &CHANGES, TAIL_PAGE) {
+                Ok(page) => page,
+                Err(_) => {
+                    // Unreadable entries: nothing cached can be trusted.
                     caches.forget_everything();
                     seen = head;
                     break;
                 }
             };
+            let full = page.len() >= TAIL_PAGE;
             for entry in &page {
                 seen = entry.seq;
                 let event = &entry.event;
@@ -206,6 +225,10 @@ fn tail(caches: &Weak<Caches>, data: &dyn DataStore, mut seen: u64) {
                     }
                     _ => {}
                 }
+            }
+            if !full {
+                // Everything up to the head has been seen.
+                seen = head;
             }
         }
     }

@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use custodia_audit::EventKind;
 use custodia_core::{ApiKeyId, SubjectId, Timestamp};
 use custodia_gate::{Decision, GateRequest, LedgerEntry, LedgerKind, SubjectFacts};
 use custodia_store::ConsentEventKind;
 
+use crate::batcher::DecisionRecord;
 use crate::cache::{self, CachedFacts};
 use crate::error::VaultError;
 use crate::vault::{RecordValue, Vault};
@@ -37,8 +37,7 @@ impl Caller {
 
     /// The actor recorded in audit entries: the key id, or `operator`.
     pub fn actor(&self) -> String {
-        self.key
-            .map_or_else(|| "operator".to_owned(), |id| id.to_string())
+        crate::batcher::actor(self.key)
     }
 
     fn gate(&self) -> custodia_gate::Caller<'_> {
@@ -87,6 +86,25 @@ fn band_age(band: &str) -> Option<u8> {
         return limit.parse::<u8>().ok().map(|n| n.saturating_sub(1));
     }
     band.split('_').next().and_then(|low| low.parse().ok())
+}
+
+/// What the audit writer needs of a decision to write its entry (it builds the entry itself):
+/// the subject, purpose, categories, outcome and reasons, the caller and the time.
+fn decision_record(
+    ask: &Ask,
+    decision: &Decision,
+    caller: &Caller,
+    now: Timestamp,
+) -> DecisionRecord {
+    DecisionRecord {
+        at: now.as_millis(),
+        key: caller.key,
+        subject: ask.subject,
+        purpose: ask.purpose.clone(),
+        categories: ask.categories.join(","),
+        allowed: decision.allowed,
+        reasons: decision.reasons.clone(),
+    }
 }
 
 fn ledger_kind(kind: ConsentEventKind) -> LedgerKind {
@@ -159,26 +177,32 @@ impl Vault {
         caller: &Caller,
     ) -> Option<Result<Vec<Decision>, VaultError>> {
         let now = self.core.clock.now();
-        let cached: Vec<Arc<CachedFacts>> = asks
-            .iter()
-            .map(|ask| self.caches.facts(ask.subject))
-            .collect::<Option<_>>()?;
         let state = self.state();
-        let actor = caller.actor();
-        let mut decisions = Vec::with_capacity(asks.len());
-        let mut audit = Vec::with_capacity(asks.len());
-        for (ask, facts) in asks.iter().zip(&cached) {
+        let handed = if let [ask] = asks {
+            // One question, the usual case: no list to gather the decision in.
+            let facts = self.caches.facts(ask.subject)?;
             let decision = self.decide_one(&state, &facts.as_of(now), ask, caller, now);
-            audit.push(self.decision_event(ask, &decision, &actor));
-            decisions.push(decision);
-        }
-        Some(
+            let audit = decision_record(ask, &decision, caller, now);
+            self.core
+                .decisions
+                .append_deferred(Some(audit))
+                .map(|()| vec![decision])
+        } else {
+            let mut decisions = Vec::with_capacity(asks.len());
+            let mut audit = Vec::with_capacity(asks.len());
+            for ask in asks {
+                // A subject not cached: nothing has been handed over yet, so giving up is free.
+                let facts = self.caches.facts(ask.subject)?;
+                let decision = self.decide_one(&state, &facts.as_of(now), ask, caller, now);
+                audit.push(decision_record(ask, &decision, caller, now));
+                decisions.push(decision);
+            }
             self.core
                 .decisions
                 .append_deferred(audit)
                 .map(|()| decisions)
-                .map_err(VaultError::from),
-        )
+        };
+        Some(handed.map_err(VaultError::from))
     }
 
     fn decide_one(
@@ -189,32 +213,29 @@ impl Vault {
         caller: &Caller,
         now: Timestamp,
     ) -> Decision {
-        let categories: Vec<&str> = ask.categories.iter().map(String::as_str).collect();
-        custodia_gate::decide(
-            &state.index,
-            facts,
-            &GateRequest {
-                purpose: &ask.purpose,
-                categories: &categories,
-                caller: caller.gate(),
-                now,
-            },
-        )
-    }
-
-    fn decision_event(
-        &self,
-        ask: &Ask,
-        decision: &Decision,
-        actor: &str,
-    ) -> custodia_audit::AuditEvent {
-        self.core
-            .event(EventKind::Decision, actor)
-            .with_subject(ask.subject.to_string())
-            .with_purpose(&ask.purpose)
-            .with_category(ask.categories.join(","))
-            .with_outcome(if decision.allowed { "allow" } else { "deny" })
-            .with_reasons(decision.codes())
+        let decide = |categories: &[&str]| {
+            custodia_gate::decide(
+                &state.index,
+                facts,
+                &GateRequest {
+                    purpose: &ask.purpose,
+                    categories,
+                    caller: caller.gate(),
+                    now,
+                },
+            )
+        };
+        // Most questions name a category or two: borrow them from the stack.
+        let mut few = [""; 4];
+        if ask.categories.len() <= few.len() {
+            for (slot, category) in few.iter_mut().zip(&ask.categories) {
+                *slot = category;
+            }
+            decide(few.get(..ask.categories.len()).unwrap_or_default())
+        } else {
+            let categories: Vec<&str> = ask.categories.iter().map(String::as_str).collect();
+            decide(&categories)
+        }
     }
 
     /// Decides many questions at once, loading each subject's facts once, and audits every
@@ -241,7 +262,6 @@ impl Vault {
         let mut facts: HashMap<SubjectId, Arc<CachedFacts>> = HashMap::new();
         let mut decisions = Vec::with_capacity(asks.len());
         let mut audit = Vec::with_capacity(asks.len());
-        let actor = caller.actor();
         for ask in asks {
             let subject_facts = match facts.entry(ask.subject) {
                 std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
@@ -250,7 +270,7 @@ impl Vault {
                 }
             };
             let decision = self.decide_one(&state, &subject_facts.as_of(now), ask, caller, now);
-            audit.push(self.decision_event(ask, &decision, &actor));
+            audit.push(decision_record(ask, &decision, caller, now));
             decisions.push(decision);
         }
         // Group commit: concurrent decisions share one durable commit of their audit entries.

@@ -5,6 +5,15 @@
 //! stopped, and two instances sweeping the same database share the work without doing any of
 //! it twice. Statutory records need nothing special here: an erasure kept them, storage-only,
 //! with their own expiry, and the sweep deletes them when that expiry comes.
+//!
+//! Media objects follow the records (see [`crate::media`]): objects left deleting by a crash or
+//! an erasure are finished; expired objects no hold keeps are claimed in batches
+//! ([`DataStore::claim_expired_media`](custodia_store::DataStore::claim_expired_media): shredded
+//! and audited with their rule in one transaction), then their bytes and rows are deleted; and
+//! uploads pending for longer than [`ABANDONED_UPLOAD_AGE`](crate::media::ABANDONED_UPLOAD_AGE)
+//! by the vault's clock are removed, audited as `media_deleted` with outcome
+//! `abandoned_upload`. Each step is idempotent, so a sweep killed at any point leaves what the
+//! next one completes.
 
 use std::collections::BTreeMap;
 
@@ -23,18 +32,26 @@ pub const MAX_REASON_CHARS: usize = 500;
 pub struct SweepReport {
     /// Whether this was a dry run (nothing deleted; `deleted` counts what would go).
     pub dry_run: bool,
-    /// Records deleted (or due, in a dry run).
+    /// Expired records and media objects deleted (or due, in a dry run).
     pub deleted: u64,
-    /// Expired records a legal hold keeps.
+    /// Of `deleted`, the media objects (a dry run's counts do not tell them apart: 0 there).
+    pub media_deleted: u64,
+    /// Expired records and media objects a legal hold keeps.
     pub held: u64,
-    /// Deleted (or due) records per (category, retention rule).
+    /// Deleted (or due) records and media objects per (category, retention rule).
     pub by_rule: BTreeMap<(String, String), u64>,
+    /// Media objects an earlier operation left deleting (a crash, an erasure's shred) whose
+    /// bytes and rows this sweep removed; their deletion was audited then.
+    pub media_finished: u64,
+    /// Abandoned uploads removed.
+    pub abandoned_uploads: u64,
 }
 
 impl Vault {
-    /// Deletes every record expired now that no hold keeps, `batch` records per transaction,
-    /// each with a `retention_deleted` audit entry naming its rule; reports progress after each
-    /// batch. A dry run counts instead and changes nothing. The time is taken once at the start,
+    /// Deletes every record and media object expired now that no hold keeps, `batch` per
+    /// transaction, each with a `retention_deleted` audit entry naming its rule, and cleans up
+    /// media left by interrupted operations (see the module documentation); reports progress
+    /// after each batch. A dry run counts instead and changes nothing. The time is taken once at the start,
     /// so a sweep ends even while records keep expiring; what expires meanwhile waits for the
     /// next one.
     pub fn sweep(
@@ -85,6 +102,7 @@ impl Vault {
             // Another instance may sweep alongside, so the estimate can be off either way.
             progress.advance(report.deleted, due.max(report.deleted));
         }
+        self.sweep_media(now, batch, actor, &mut report, due, progress)?;
         // Counted after the loop: a hold released meanwhile let its records go with this sweep.
         report.held = self
             .core

@@ -8,11 +8,12 @@ use std::sync::{Arc, RwLock};
 use custodia_audit::EventKind;
 use custodia_core::{Clock, KeyId, RecordId, SubjectId, Timestamp};
 use custodia_crypto::{DataKey, FieldContext};
+use custodia_objects::ObjectStore;
 use custodia_policy::CheckedPolicy;
 use custodia_policy::model::{LegalBasis, Policy, Trigger};
 use custodia_store::{
-    DataKeyKind, DataKeyRow, DataStore, KeyStore, Mutation, RecordRow, SubjectRow, SubjectUpdate,
-    WriteBatch,
+    DataKeyKind, DataKeyRow, DataStore, KeyStore, MediaState, MediaUpdate, Mutation, RecordRow,
+    SubjectRow, SubjectUpdate, WriteBatch,
 };
 use zeroize::Zeroizing;
 
@@ -25,7 +26,7 @@ use crate::published::{self, PolicyState, Published};
 use crate::retention::{self, Lifecycle};
 
 /// The category under which a subject's own profile is sealed.
-const PROFILE_CATEGORY: &str = "custodia.profile";
+pub(crate) const PROFILE_CATEGORY: &str = "custodia.profile";
 
 /// Reports progress of a long operation: `done` of `total` (total may be an estimate).
 pub trait Progress {
@@ -117,7 +118,9 @@ pub struct ErasureReport {
     pub keys_destroyed: usize,
     /// Records deleted.
     pub records_deleted: u64,
-    /// Statutory records kept storage-only.
+    /// Media objects deleted (bytes and rows).
+    pub media_deleted: u64,
+    /// Statutory records and media objects kept storage-only.
     pub statutory_kept: usize,
 }
 
@@ -128,12 +131,14 @@ pub struct Vault {
     pub(crate) core: Keeper,
     policy: RwLock<Arc<PolicyState>>,
     pub(crate) caches: Arc<Caches>,
+    /// Where media objects' sealed bytes live ([`Vault::with_media_store`]).
+    pub(crate) objects: Option<Arc<dyn ObjectStore>>,
 }
 
 /// The subject's data keys, unwrapped for one operation.
-struct SubjectKeys {
-    ordinary: (KeyId, DataKey),
-    statutory: Option<(KeyId, DataKey)>,
+pub(crate) struct SubjectKeys {
+    pub(crate) ordinary: (KeyId, DataKey),
+    pub(crate) statutory: Option<(KeyId, DataKey)>,
 }
 
 pub(crate) fn poisoned() -> VaultError {
@@ -163,6 +168,7 @@ impl Vault {
             core,
             policy: RwLock::new(Arc::new(state)),
             caches,
+            objects: None,
         })
     }
 
@@ -301,7 +307,7 @@ impl Vault {
         })
     }
 
-    fn live_subject(&self, id: SubjectId) -> Result<SubjectRow, VaultError> {
+    pub(crate) fn live_subject(&self, id: SubjectId) -> Result<SubjectRow, VaultError> {
         let row = self
             .core
             .data
@@ -370,7 +376,11 @@ impl Vault {
 
     /// Checks, under `policy`, that `purpose` exists and covers `category`, and that `category`
     /// is declared. Callers pass one snapshot for a whole batch.
-    fn check_use(policy: &Policy, category: &str, purpose: &str) -> Result<(), VaultError> {
+    pub(crate) fn check_use(
+        policy: &Policy,
+        category: &str,
+        purpose: &str,
+    ) -> Result<(), VaultError> {
         if policy.category(category).is_none() {
             return Err(VaultError::UnknownCategory(category.to_owned()));
         }
@@ -386,7 +396,7 @@ impl Vault {
         Ok(())
     }
 
-    fn subject_keys(
+    pub(crate) fn subject_keys(
         &self,
         subject: &SubjectRow,
         need_statutory: bool,
@@ -709,10 +719,13 @@ impl Vault {
         })
     }
 
-    /// The erasure itself, in constant time whatever the subject holds: the subject's data key
-    /// is destroyed, so every copy of its data (backups included) is unreadable from this
-    /// moment, and the subject is marked erased. Statutory records keep their own key. Returns
-    /// how many keys were destroyed; repeating it destroys nothing more.
+    /// The erasure itself, in constant time whatever the subject's records hold: the subject's
+    /// data key is destroyed, so every copy of its data (backups included) is unreadable from
+    /// this moment, and the subject is marked erased. In the same commit the subject's media
+    /// objects (unreadable already: their keys were wrapped by the destroyed key) are marked
+    /// deleting with their wrapped keys emptied, for the purge or the sweeper to delete their
+    /// bytes. Statutory records and media objects keep their own key. Returns how many keys were
+    /// destroyed; repeating it destroys nothing more.
     pub fn shred_subject(&self, subject: SubjectId, actor: &str) -> Result<usize, VaultError> {
         let row = self
             .core
@@ -734,9 +747,10 @@ impl Vault {
             return Ok(keys_destroyed);
         }
         let now = self.core.clock.now();
-        // Only the subject row changes: the erasure must take the same time whatever the
-        // subject holds. The purge sets the statutory records' expiries.
-        let mutations = vec![Mutation::UpdateSubject {
+        // Only the subject row changes (and its media rows, one each: objects are few and
+        // large): the erasure must take the same time whatever the subject holds. The purge sets
+        // the statutory records' expiries.
+        let mut mutations = vec![Mutation::UpdateSubject {
             id: subject,
             update: SubjectUpdate {
                 closed_at: Some(row.closed_at.unwrap_or(now)),
@@ -747,25 +761,48 @@ impl Vault {
             },
         }];
         let subject_text = subject.to_string();
-        let committed = self.core.data.commit(WriteBatch {
-            mutations,
-            audit: vec![
+        let mut shredded_media = 0usize;
+        for media in self.core.data.media_of(subject, None)? {
+            if media.statutory || media.state == MediaState::Deleting {
+                continue;
+            }
+            shredded_media += 1;
+            mutations.push(Mutation::UpdateMedia {
+                id: media.id,
+                update: MediaUpdate {
+                    state: Some(MediaState::Deleting),
+                    lease: Some(None),
+                    shred: true,
+                    ..MediaUpdate::default()
+                },
+            });
+        }
+        let mut audit = vec![
+            self.core
+                .event(EventKind::KeyDestroyed, actor)
+                .with_subject(&subject_text)
+                .with_outcome(keys_destroyed.to_string()),
+            self.core
+                .event(EventKind::SubjectErased, actor)
+                .with_subject(&subject_text),
+        ];
+        if shredded_media > 0 {
+            audit.push(
                 self.core
-                    .event(EventKind::KeyDestroyed, actor)
+                    .event(EventKind::MediaDeleted, actor)
                     .with_subject(&subject_text)
-                    .with_outcome(keys_destroyed.to_string()),
-                self.core
-                    .event(EventKind::SubjectErased, actor)
-                    .with_subject(&subject_text),
-            ],
-        });
+                    .with_outcome(format!("erasure objects={shredded_media}")),
+            );
+        }
+        let committed = self.core.data.commit(WriteBatch { mutations, audit });
         self.caches.forget_subject(subject);
         committed?;
         Ok(keys_destroyed)
     }
 
-    /// Deletes the rows of a shredded subject (unreadable already), keeping statutory records;
-    /// the subject row goes too once nothing statutory remains.
+    /// Deletes the rows of a shredded subject (unreadable already), keeping statutory records,
+    /// and its media objects' bytes and rows, keeping statutory ones; the subject row goes too
+    /// once nothing statutory remains. Needs the media store when the subject has media.
     pub fn purge_subject(
         &self,
         subject: SubjectId,
@@ -782,11 +819,16 @@ impl Vault {
                 reason: "only a shredded subject can be purged".into(),
             });
         }
-        let statutory_kept = self.core.data.count_statutory_records(subject)?;
+        // Media bytes first: a crash after them leaves rows the next purge (or sweep) finishes.
+        let (media_mutations, statutory_media) = self.purge_media(subject)?;
+        let media_deleted = media_mutations.len() as u64;
+        let statutory_records = self.core.data.count_statutory_records(subject)?;
+        let statutory_kept = statutory_records + statutory_media;
         let mut mutations = vec![Mutation::DeleteRecordsOf {
             subject,
             keep_statutory: true,
         }];
+        mutations.extend(media_mutations);
         if statutory_kept > 0 {
             // Statutory records count their own retention from the closure the erasure implied.
             let closed_at = row
@@ -810,6 +852,7 @@ impl Vault {
         Ok(ErasureReport {
             keys_destroyed: 0,
             records_deleted: receipt.deleted_records,
+            media_deleted,
             statutory_kept: usize::try_from(statutory_kept).unwrap_or(usize::MAX),
         })
     }

@@ -11,7 +11,10 @@
 mod backends;
 mod canary;
 mod consent;
+mod disclosures;
 mod erasure;
+mod media;
 mod records;
+mod requests;
 mod retention;
 mod rotation;
