@@ -32,6 +32,8 @@ pub const RECORDING: (&str, &str) = ("user.content.audio_recording", "ai_transcr
 pub struct BenchVault {
     /// The vault.
     pub vault: Vault,
+    /// Its clock, which only the benchmark moves.
+    pub clock: Arc<ManualClock>,
 }
 
 /// The bench policy, parsed and checked.
@@ -58,14 +60,15 @@ pub fn open_vault(dir: &Path) -> Result<BenchVault, BenchError> {
     let (data, keys) = SqliteStores::open(dir)?;
     let start = Timestamp::parse("2026-02-10T09:00:00Z")
         .map_err(|e| BenchError::Other(format!("bench clock: {e}")))?;
+    let clock = Arc::new(ManualClock::new(start));
     let vault = Vault::open(
         Arc::new(data),
         Arc::new(keys),
         policy()?,
-        Arc::new(ManualClock::new(start)),
+        clock.clone(),
         &RootKeySource::KeyFile(dir.with_extension("key")),
     )?;
-    Ok(BenchVault { vault })
+    Ok(BenchVault { vault, clock })
 }
 
 /// Registers `count` subjects named `{prefix}-{n}`.

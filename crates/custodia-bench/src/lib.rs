@@ -12,16 +12,21 @@
 //! - `crypto_shred`: erasing a subject holding ~100 MB against one holding ~1 KB ([`shred`]);
 //! - `audit_append`: batched audit commits against plain inserts of the same rows ([`audit`]).
 //!
+//! [`dsr`] runs the data-subject request figures: `dsr_export` (a subject's export against
+//! reading its stored bytes raw) and `dsr_erasure` (erasing ~100 MB against ~1 KB) ([`dsr`]).
+//!
 //! Modules: [`measure`] (timing), [`fixture`] (a throwaway vault and raw SQLite files),
 //! [`report`] ([`Report`], [`Figure`]).
 
 pub mod audit;
+pub mod dsr;
 pub mod field;
 pub mod fixture;
 pub mod gate;
 pub mod http;
 pub mod ingest;
 pub mod measure;
+pub mod media;
 pub mod report;
 pub mod shred;
 
@@ -40,6 +45,9 @@ pub struct Options {
     pub work_dir: Option<PathBuf>,
     /// Run only the figures whose name starts with this (`field`, `encrypted_ingest`, ...).
     pub only: Option<String>,
+    /// The `custodia` executable, run as `custodia bench media-child` to measure an upload's
+    /// peak memory in a process of its own; without it `media_peak_memory` is skipped.
+    pub exe: Option<PathBuf>,
 }
 
 /// Why a benchmark could not run.
@@ -114,6 +122,102 @@ pub fn vault(options: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report
     Ok(Report::new("vault", figures))
 }
 
+/// Runs the media benchmark: upload and download throughput against raw AES-256-GCM, peak
+/// memory of a large upload against a small one, and the sweeper against plain SQL deletes.
+///
+/// # Errors
+/// [`BenchError`] if any step fails; nothing is left behind in the work directory either way.
+pub fn media(options: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report, BenchError> {
+    let work = match &options.work_dir {
+        Some(dir) => tempfile::Builder::new()
+            .prefix("custodia-bench-")
+            .tempdir_in(dir)?,
+        None => tempfile::Builder::new()
+            .prefix("custodia-bench-")
+            .tempdir()?,
+    };
+    let plan = media::MediaPlan::new(options.quick);
+    let wanted = |name: &str| {
+        options
+            .only
+            .as_deref()
+            .is_none_or(|only| name.starts_with(only) || only.starts_with(name))
+    };
+    let mut figures = Vec::new();
+    if wanted("media_upload") || wanted("media_download") {
+        progress(&format!(
+            "media_upload, media_download: {} MiB through the vault against raw AES-256-GCM",
+            plan.throughput_mib
+        ));
+        figures.extend(media::throughput(&plan, work.path(), progress)?);
+    }
+    if wanted("media_peak_memory") {
+        match &options.exe {
+            Some(exe) => {
+                progress(&format!(
+                    "media_peak_memory: uploading {} MiB against {} MiB",
+                    plan.memory_large_mib, plan.memory_small_mib
+                ));
+                figures.push(media::peak_memory(&plan, exe, work.path(), progress)?);
+            }
+            None => progress("media_peak_memory: skipped (no executable to run as a child)"),
+        }
+    }
+    if wanted("sweep_expired") {
+        progress(&format!(
+            "sweep_expired: {} expired records against plain SQL deletes",
+            plan.sweep_records
+        ));
+        figures.push(media::sweep(&plan, work.path(), progress)?);
+    }
+    work.close()?;
+    Ok(Report::new("media", figures))
+}
+
+/// Runs the data-subject request benchmark: exporting a subject holding 10,000 records and
+/// 100 MiB of media against reading the same stored bytes raw, and erasing a subject holding
+/// ~100 MiB against one holding ~1 KB.
+///
+/// # Errors
+/// [`BenchError`] if any step fails; nothing is left behind in the work directory either way.
+pub fn dsr(options: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report, BenchError> {
+    let work = match &options.work_dir {
+        Some(dir) => tempfile::Builder::new()
+            .prefix("custodia-bench-")
+            .tempdir_in(dir)?,
+        None => tempfile::Builder::new()
+            .prefix("custodia-bench-")
+            .tempdir()?,
+    };
+    let plan = dsr::DsrPlan::new(options.quick);
+    let wanted = |name: &str| {
+        options
+            .only
+            .as_deref()
+            .is_none_or(|only| name.starts_with(only) || only.starts_with(name))
+    };
+    let mut figures = Vec::new();
+    if wanted("dsr_export") {
+        progress(&format!(
+            "dsr_export: a subject of {} records and {} MiB of media exported, against reading \
+             its stored bytes raw",
+            plan.export_records,
+            plan.media_mib()
+        ));
+        figures.push(dsr::export(&plan, work.path(), progress)?);
+    }
+    if wanted("dsr_erasure") {
+        progress(&format!(
+            "dsr_erasure: {} subjects of ~{} MiB erased against ~1 KB",
+            plan.erasure_subjects,
+            plan.media_mib()
+        ));
+        figures.extend(dsr::erasure(&plan, work.path(), progress)?);
+    }
+    work.close()?;
+    Ok(Report::new("dsr", figures))
+}
+
 /// Runs the gate benchmark: in-process decisions per second on one core.
 ///
 /// # Errors
@@ -146,6 +250,7 @@ mod tests {
                 quick: true,
                 work_dir: None,
                 only: None,
+                exe: None,
             },
             &mut |_| {},
         )
@@ -162,12 +267,41 @@ mod tests {
                 quick: true,
                 work_dir: None,
                 only: Some("field".to_owned()),
+                exe: None,
             },
             &mut |_| {},
         )
         .unwrap();
         let names: Vec<&str> = report.figures.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["field_seal", "field_open"]);
+    }
+
+    #[test]
+    fn quick_dsr_run_reports_both_figures() {
+        let mut lines = Vec::new();
+        let report = dsr(
+            &Options {
+                quick: true,
+                work_dir: None,
+                only: None,
+                exe: None,
+            },
+            &mut |line| lines.push(line.to_owned()),
+        )
+        .unwrap();
+        assert_eq!(report.bench, "dsr");
+        assert!(!lines.is_empty());
+        let names: Vec<&str> = report.figures.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["dsr_export", "dsr_erasure", "dsr_purge"]);
+        for figure in &report.figures {
+            assert!(figure.rate.is_finite() && figure.rate > 0.0, "{figure:?}");
+            assert!(
+                figure.baseline_rate.is_finite() && figure.baseline_rate > 0.0,
+                "{figure:?}"
+            );
+            assert!(figure.ratio.is_finite() && figure.ratio > 0.0, "{figure:?}");
+            assert!(!figure.target.is_empty(), "{figure:?}");
+        }
     }
 
     #[test]
@@ -178,6 +312,7 @@ mod tests {
                 quick: true,
                 work_dir: None,
                 only: None,
+                exe: None,
             },
             &mut |line| lines.push(line.to_owned()),
         )

@@ -86,6 +86,30 @@ impl Figure {
 }
 
 impl Figure {
+    /// A figure whose target is a maximum ratio to the baseline (memory, time): `ratio` is
+    /// `rate / baseline_rate` and must stay at or below `max`.
+    #[must_use]
+    pub fn max_ratio(
+        name: &str,
+        unit: &str,
+        rate: f64,
+        baseline: &str,
+        baseline_rate: f64,
+        max: f64,
+    ) -> Self {
+        let ratio = rate / baseline_rate;
+        Self {
+            name: name.to_owned(),
+            unit: unit.to_owned(),
+            rate,
+            baseline: baseline.to_owned(),
+            baseline_rate,
+            ratio,
+            target: format!("ratio <= {max}"),
+            meets_target: ratio <= max,
+        }
+    }
+
     /// A figure reported for context, with no target of its own.
     #[must_use]
     pub fn context(name: &str, unit: &str, rate: f64, baseline: &str, baseline_rate: f64) -> Self {

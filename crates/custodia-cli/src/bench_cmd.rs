@@ -1,5 +1,5 @@
-//! `custodia bench vault|gate [--json] [--quick]`: speed figures, each beside a raw baseline
-//! measured in the same run.
+//! `custodia bench vault|gate|media|dsr [--json] [--quick]`: speed figures, each beside a raw
+//! baseline measured in the same run.
 //!
 //! Progress goes to standard error, the report to standard output (a table, or JSON with
 //! `--json`). Exit 0 when the benchmark ran, even if a target is missed (the report says which),
@@ -36,6 +36,47 @@ pub enum BenchCommand {
         #[arg(long)]
         quick: bool,
     },
+    /// Media upload and download against raw AES-256-GCM, the peak memory of a 2 GiB upload
+    /// against a 100 MiB one, and sweeping 100,000 expired records against plain SQL deletes.
+    /// Writes a few GiB to the temporary directory; takes a minute or two in a release build.
+    Media {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Smaller files and fewer records: seconds instead of minutes, noisier.
+        #[arg(long)]
+        quick: bool,
+        /// Run only the figures whose name starts with this (`media_upload`,
+        /// `media_download`, `media_peak_memory`, `sweep_expired`).
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// Data-subject requests: exporting a subject holding 10,000 records and 100 MiB of media
+    /// against reading the same stored bytes raw, and erasing a subject holding ~100 MiB against
+    /// one holding ~1 KB. Writes under a GiB to the temporary directory; takes a minute or so in
+    /// a release build.
+    Dsr {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// 1,000 records and 10 MiB instead: seconds, noisier.
+        #[arg(long)]
+        quick: bool,
+        /// Run only the figures whose name starts with this (`dsr_export`, `dsr_erasure`).
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// The child process of `media_peak_memory`: uploads MiB into a fresh vault in DIR and
+    /// prints its peak resident memory in KiB.
+    #[command(hide = true)]
+    MediaChild {
+        /// How many MiB to upload.
+        #[arg(long)]
+        mib: u64,
+        /// A directory for the throwaway vault.
+        #[arg(long)]
+        dir: std::path::PathBuf,
+    },
 }
 
 /// Runs a `bench` subcommand and returns the process exit code.
@@ -47,6 +88,7 @@ pub fn run(command: BenchCommand) -> ExitCode {
                 quick,
                 work_dir: None,
                 only,
+                exe: None,
             },
             custodia_bench::vault,
         ),
@@ -56,9 +98,42 @@ pub fn run(command: BenchCommand) -> ExitCode {
                 quick,
                 work_dir: None,
                 only: None,
+                exe: None,
             },
             custodia_bench::gate,
         ),
+        BenchCommand::Media { json, quick, only } => report(
+            json,
+            &Options {
+                quick,
+                work_dir: None,
+                only,
+                exe: std::env::current_exe().ok(),
+            },
+            custodia_bench::media,
+        ),
+        BenchCommand::Dsr { json, quick, only } => report(
+            json,
+            &Options {
+                quick,
+                work_dir: None,
+                only,
+                exe: None,
+            },
+            custodia_bench::dsr,
+        ),
+        BenchCommand::MediaChild { mib, dir } => {
+            match custodia_bench::media::upload_peak_kib(&dir, mib) {
+                Ok(peak) => {
+                    let _ = writeln!(std::io::stdout().lock(), "{peak}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    let _ = writeln!(std::io::stderr().lock(), "error: {err}");
+                    ExitCode::from(2)
+                }
+            }
+        }
     }
 }
 

@@ -1,12 +1,14 @@
 //! Opening the vault the way every serving command does: the stores from `--data`/`--database`,
 //! the root key, and the policy file from `--policy`, `CUSTODIA_POLICY`, or `DATA/policy.toml`,
-//! which the first start creates from the built-in sample policy.
+//! which the first start creates from the built-in sample policy; and the media object store
+//! (`--objects`) for the commands that touch media.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
 use custodia_core::SystemClock;
+use custodia_objects::ObjectStore;
 use custodia_vault::Vault;
 
 use crate::stores::StoreArgs;
@@ -105,6 +107,38 @@ impl EngineArgs {
         )
         .map_err(|err| OpenError::new(err.code(), err.to_string()))
     }
+}
+
+/// Where media objects are kept, for the commands that touch media (`serve`, `sweep`).
+#[derive(Debug, Clone, Args)]
+pub struct ObjectArgs {
+    /// The media object store: a directory (a path or `file:DIR`) or
+    /// `s3://bucket/prefix?endpoint=…&region=…` [default: DATA/objects].
+    #[arg(long = "objects", env = "CUSTODIA_OBJECTS_URL")]
+    pub objects: Option<String>,
+}
+
+/// Where media objects are kept when no store is named: `DATA/objects`.
+pub fn default_objects_dir(data: &Path) -> PathBuf {
+    data.join("objects")
+}
+
+/// Opens the media object store `url` names (see [`custodia_objects::open_url`]), or the
+/// directory `DATA/objects` when it names none. A file-system store removes what crashed puts
+/// left in its staging directory as it opens. Errors never quote the URL: it may carry
+/// credentials.
+pub fn open_objects(url: Option<&str>, data: &Path) -> Result<Arc<dyn ObjectStore>, OpenError> {
+    let opened = match url {
+        Some(url) => custodia_objects::open_url(url),
+        None => custodia_objects::FsObjectStore::open(default_objects_dir(data))
+            .map(|store| Arc::new(store) as Arc<dyn ObjectStore>),
+    };
+    opened.map_err(|err| {
+        OpenError::new(
+            err.code(),
+            format!("cannot open the media object store (--objects, CUSTODIA_OBJECTS_URL): {err}"),
+        )
+    })
 }
 
 /// Creates the data directory, readable by its owner only.

@@ -4,11 +4,13 @@
 mod audit_cmd;
 mod bench_cmd;
 mod engine;
+mod holds_cmd;
 mod import_cmd;
 mod keys_cmd;
 mod output;
 mod policy_cmd;
 mod progress;
+mod requests_cmd;
 mod serve_cmd;
 mod stores;
 mod sweep_cmd;
@@ -42,6 +44,13 @@ enum Command {
     Audit(audit_cmd::AuditCommand),
     /// Delete expired records that no legal hold keeps, auditing each with its rule.
     Sweep(sweep_cmd::SweepArgs),
+    /// Place, list and release legal holds, which keep expired records from the sweeper.
+    #[command(subcommand)]
+    Holds(holds_cmd::HoldsCommand),
+    /// The data-subject request queue: due dates, overdue and due-soon flags, exports, rejections
+    /// and extensions.
+    #[command(subcommand)]
+    Requests(requests_cmd::RequestsCommand),
     /// Measure speed against raw baselines in the same process.
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
@@ -56,6 +65,8 @@ fn main() -> ExitCode {
         Command::Keys(command) => keys_cmd::run(command),
         Command::Audit(command) => audit_cmd::run(command),
         Command::Sweep(args) => sweep_cmd::run(args),
+        Command::Holds(command) => holds_cmd::run(command),
+        Command::Requests(command) => requests_cmd::run(command),
         Command::Bench(command) => bench_cmd::run(command),
     }
 }

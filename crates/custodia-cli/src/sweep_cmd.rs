@@ -1,13 +1,15 @@
 //! `custodia sweep [--dry-run]`: runs the retention sweeper once, with progress on stderr and a
 //! summary by category and rule. Safe to run from cron on every instance at once, and to run
-//! again after an interruption: the stores share the work out and never repeat it.
+//! again after an interruption: the stores share the work out and never repeat it. Media
+//! objects are swept from the store `--objects` names (`DATA/objects` by default), with what
+//! interrupted operations left behind: objects left deleting, abandoned uploads.
 
 use std::process::ExitCode;
 
 use clap::Args;
 use serde_json::json;
 
-use crate::engine::EngineArgs;
+use crate::engine::{EngineArgs, ObjectArgs, open_objects};
 use crate::output::{self, COULD_NOT_RUN};
 use crate::progress::Progress;
 
@@ -22,6 +24,8 @@ pub struct SweepArgs {
     batch: u32,
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(flatten)]
+    objects: ObjectArgs,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -30,7 +34,13 @@ pub struct SweepArgs {
 /// Runs `custodia sweep`.
 pub fn run(args: SweepArgs) -> ExitCode {
     let json = args.json;
-    let vault = match args.engine.open() {
+    let vault = match args.engine.open().and_then(|vault| {
+        let objects = open_objects(
+            args.objects.objects.as_deref(),
+            &args.engine.stores.data_dir(),
+        )?;
+        Ok(vault.with_media_store(objects))
+    }) {
         Ok(vault) => vault,
         Err(err) => return output::error(json, &err.code, &err.message, COULD_NOT_RUN),
     };
@@ -60,6 +70,9 @@ pub fn run(args: SweepArgs) -> ExitCode {
             "dry_run": report.dry_run,
             "deleted": report.deleted,
             "held": report.held,
+            "media_deleted": report.media_deleted,
+            "media_finished": report.media_finished,
+            "abandoned_uploads": report.abandoned_uploads,
             "by_rule": by_rule,
         }));
         return ExitCode::SUCCESS;

@@ -31,17 +31,15 @@ pub async fn require_key(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let Some(token) = bearer(req.headers()).map(str::to_owned) else {
+    let Some(token) = bearer(req.headers()) else {
         return ApiError::AuthMissing.into_response();
     };
-    // A cached key is checked in memory; only an unknown one costs a trip to the blocking pool.
-    let cached = state
-        .vault()
-        .try_authenticate_cached(&token)
-        .map(|answer| answer.map_err(ApiError::from));
-    let answer = match cached {
-        Some(answer) => answer,
+    // A cached key is checked in memory; only an unknown one costs a trip to the blocking pool
+    // (with a copy of the token, as the request goes on without waiting for it).
+    let answer = match state.vault().try_authenticate_cached(token) {
+        Some(answer) => answer.map_err(ApiError::from),
         None => {
+            let token = token.to_owned();
             let vault = state.vault().clone();
             blocking(move || Ok(vault.authenticate(&token)?)).await
         }

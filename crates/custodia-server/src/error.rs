@@ -69,8 +69,15 @@ pub enum ApiError {
     },
     /// The query string does not fit the route's parameters.
     InvalidQuery,
+    /// A request header the route reads is malformed.
+    InvalidHeader {
+        /// The header's name.
+        name: &'static str,
+    },
     /// No consent event with that id belongs to the subject.
     ConsentNotFound,
+    /// No legal hold with that id.
+    HoldNotFound,
     /// No such route.
     RouteNotFound,
     /// The route exists but not with this method.
@@ -117,8 +124,60 @@ fn vault_status(err: &VaultError) -> StatusCode {
         // Erased data is gone for good, which is what 410 says.
         VaultError::SubjectErased(_) | VaultError::KeyDestroyed(_) => StatusCode::GONE,
         VaultError::Unauthorized => StatusCode::UNAUTHORIZED,
+        VaultError::PurposeNotBound(_) | VaultError::LeaseKeyRequired => StatusCode::FORBIDDEN,
+        VaultError::MediaNotFound(_) => StatusCode::NOT_FOUND,
+        VaultError::MediaGone(_) => StatusCode::GONE,
+        VaultError::MediaTruncated { .. } | VaultError::MediaLengthMismatch { .. } => {
+            StatusCode::BAD_REQUEST
+        }
+        VaultError::MediaDigestMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+        VaultError::MediaRangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+        VaultError::MediaLeased(_) | VaultError::LeaseExpired(_) | VaultError::LeaseNotHeld(_) => {
+            StatusCode::CONFLICT
+        }
+        VaultError::NotificationNotFound(_) => StatusCode::NOT_FOUND,
+        VaultError::NotificationSettled(..) => StatusCode::CONFLICT,
+        VaultError::RequestNotFound(_) => StatusCode::NOT_FOUND,
+        VaultError::RequestNotOffered(_)
+        | VaultError::RequestDetails(_)
+        | VaultError::RequestDeadline(_)
+        | VaultError::CodeInvalid { .. }
+        | VaultError::ExportOutputRequired(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        // A rejection without a reason, an extension without a notice: bad input.
+        VaultError::RequestTransition(err)
+            if matches!(
+                err.code(),
+                "request.reason_required" | "request.notice_required"
+            ) =>
+        {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        VaultError::RequestConflict(_)
+        | VaultError::RequestTransition(_)
+        | VaultError::NoCodePending => StatusCode::CONFLICT,
+        // The code is gone for good (send another), and the code is locked, not the caller:
+        // 429 would invite a retry that can never succeed (see `routes::requests`).
+        VaultError::CodeExpired => StatusCode::GONE,
+        VaultError::VerificationLocked => StatusCode::LOCKED,
+        VaultError::MediaStoreMissing => StatusCode::SERVICE_UNAVAILABLE,
+        VaultError::Objects(objects) => objects_status(objects),
         VaultError::Store(store) => store_status(store),
-        VaultError::Crypto(_) | VaultError::Audit(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        VaultError::MediaCorrupt(_)
+        | VaultError::MediaIo(_)
+        | VaultError::ExportIo(_)
+        | VaultError::Crypto(_)
+        | VaultError::Audit(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn objects_status(err: &custodia_objects::ObjectError) -> StatusCode {
+    use custodia_objects::ObjectError;
+    match err {
+        ObjectError::NotFound { .. } => StatusCode::GONE,
+        ObjectError::InvalidRange { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+        ObjectError::Source(_) => StatusCode::BAD_REQUEST,
+        ObjectError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -132,6 +191,34 @@ fn vault_details(err: &VaultError) -> Value {
         VaultError::Invalid { field, .. } => json!({ "field": field }),
         VaultError::PolicyNotClean { findings } => json!({ "findings": findings }),
         VaultError::PolicyConflict(version) => json!({ "version": version }),
+        VaultError::PurposeNotBound(purpose) => json!({ "purpose": purpose }),
+        VaultError::MediaNotFound(id)
+        | VaultError::MediaGone(id)
+        | VaultError::MediaLeased(id)
+        | VaultError::MediaCorrupt(id) => json!({ "media": id.to_string() }),
+        VaultError::NotificationNotFound(id) => json!({ "notification": id.to_string() }),
+        VaultError::NotificationSettled(id, state) => {
+            json!({ "notification": id.to_string(), "state": state })
+        }
+        VaultError::MediaTruncated { received } => json!({ "received": received }),
+        VaultError::MediaLengthMismatch { expected } => json!({ "expected": expected }),
+        VaultError::MediaRangeNotSatisfiable { size } => json!({ "size": size }),
+        VaultError::LeaseExpired(id) | VaultError::LeaseNotHeld(id) => {
+            json!({ "lease": id.to_string() })
+        }
+        VaultError::RequestNotFound(id) | VaultError::RequestConflict(id) => {
+            json!({ "request": id.to_string() })
+        }
+        VaultError::RequestNotOffered(kind) | VaultError::ExportOutputRequired(kind) => {
+            json!({ "kind": kind })
+        }
+        VaultError::RequestTransition(custodia_requests::TransitionError::Invalid { from, to }) => {
+            json!({ "from": from.as_str(), "to": to.as_str() })
+        }
+        VaultError::RequestTransition(custodia_requests::TransitionError::AlreadyClosed {
+            state,
+        }) => json!({ "state": state.as_str() }),
+        VaultError::CodeInvalid { attempts_left } => json!({ "attempts_left": attempts_left }),
         _ => Value::Object(Map::new()),
     }
 }
@@ -152,7 +239,9 @@ impl ApiError {
             Self::InvalidEncoding => "request.invalid_encoding",
             Self::InvalidId { .. } => "request.invalid_id",
             Self::InvalidQuery => "request.invalid_query",
+            Self::InvalidHeader { .. } => "request.invalid_header",
             Self::ConsentNotFound => "consent.not_found",
+            Self::HoldNotFound => "hold.not_found",
             Self::RouteNotFound => "route.not_found",
             Self::MethodNotAllowed => "route.method_not_allowed",
             Self::Vault(err) => err.code(),
@@ -168,13 +257,16 @@ impl ApiError {
             Self::MalformedJson
             | Self::InvalidEncoding
             | Self::InvalidId { .. }
-            | Self::InvalidQuery => StatusCode::BAD_REQUEST,
+            | Self::InvalidQuery
+            | Self::InvalidHeader { .. } => StatusCode::BAD_REQUEST,
             Self::InvalidBody { .. } | Self::BatchTooLarge { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::ConsentNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
+            Self::ConsentNotFound | Self::HoldNotFound | Self::RouteNotFound => {
+                StatusCode::NOT_FOUND
+            }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Vault(err) => vault_status(err),
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -197,7 +289,9 @@ impl ApiError {
             Self::InvalidEncoding => "the body is not UTF-8 text".into(),
             Self::InvalidId { param } => format!("`{param}` is not a valid id"),
             Self::InvalidQuery => "the query string does not match this route's parameters".into(),
+            Self::InvalidHeader { name } => format!("the `{name}` header is malformed"),
             Self::ConsentNotFound => "no such consent event for this subject".into(),
+            Self::HoldNotFound => "no such legal hold".into(),
             Self::RouteNotFound => "no such route".into(),
             Self::MethodNotAllowed => "this route does not take this method".into(),
             // A backend's or cipher's own text could name internals, or quote what it was given;
@@ -220,6 +314,7 @@ impl ApiError {
             Self::BatchTooLarge { limit } => json!({ "limit": limit }),
             Self::UnsupportedMediaType { expected } => json!({ "expected": expected }),
             Self::InvalidId { param } => json!({ "param": param }),
+            Self::InvalidHeader { name } => json!({ "header": name }),
             Self::Vault(err) => vault_details(err),
             _ => Value::Object(Map::new()),
         }

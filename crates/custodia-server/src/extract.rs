@@ -74,6 +74,22 @@ fn schema_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError 
 
 /// Decodes a JSON body into `T`, telling malformed JSON (400) from JSON that does not fit (422).
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // serde lets a struct be read from an array of its fields in order; every body here is an
+    // object with named fields, and a positional one is a client bug, not an alternative shape.
+    if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[') {
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+            .map_err(|_| ApiError::MalformedJson)?;
+        return Err(ApiError::InvalidBody {
+            field: ".".to_owned(),
+            reason: "wrong type: the body must be a JSON object".to_owned(),
+        });
+    }
+    // Most bodies fit: decode them directly. Tracking the path of every field costs a good part
+    // of the decoding, and is only needed to name the field of an error, so a body that does not
+    // decode is decoded again with tracking (the same input gives the same error).
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(schema_error)?;
     // Trailing bytes after the document make it malformed, not a second document.

@@ -7,7 +7,10 @@
 //! - [`auth`]: the bearer-key middleware and the [`custodia_vault::Caller`] it leaves behind;
 //! - [`extract`]: request extractors whose rejections are [`ApiError`]s (JSON, ids, queries);
 //! - [`error`]: [`ApiError`], its stable codes, and the one mapping of vault errors to HTTP;
-//! - [`metrics`]: [`Metrics`], request and gate counters in the Prometheus text format;
+//! - [`metrics`]: [`Metrics`], request, gate and sweep counters in the Prometheus text format;
+//! - [`sweeper`]: the scheduled retention sweeper, stopped with the server;
+//! - [`outbox_worker`]: signed webhook delivery of the outbox (erasure notices, verification
+//!   codes), with retries, stopped with the server;
 //! - [`telemetry`]: one structured log line per request, and the log subscriber;
 //! - [`openapi`](mod@openapi): the OpenAPI 3.1 document generated from the handlers and their types.
 //!
@@ -19,7 +22,9 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
+pub mod outbox_worker;
 pub mod routes;
+pub mod sweeper;
 pub mod telemetry;
 
 use std::future::Future;
@@ -43,6 +48,14 @@ pub struct ServerOptions {
     /// How often to look for a policy version published by another instance sharing the same
     /// database; zero turns the check off.
     pub policy_reload_interval: Duration,
+    /// How often the retention sweeper runs (the first run is at start); zero turns it off, the
+    /// default for a server embedded in another program. `custodia serve` sweeps every
+    /// [`sweeper::DEFAULT_SWEEP_INTERVAL`] unless configured otherwise.
+    pub sweep_interval: Duration,
+    /// The largest media object accepted by an upload, in bytes; a larger one gets 413
+    /// `request.too_large` and stores nothing. Media bodies are streamed, so this is not
+    /// `body_limit_bytes`, which bounds the bodies read into memory.
+    pub max_media_bytes: u64,
 }
 
 impl Default for ServerOptions {
@@ -50,6 +63,8 @@ impl Default for ServerOptions {
         Self {
             body_limit_bytes: 1024 * 1024,
             policy_reload_interval: Duration::from_secs(5),
+            sweep_interval: Duration::ZERO,
+            max_media_bytes: routes::media::DEFAULT_MAX_MEDIA_BYTES,
         }
     }
 }
@@ -60,6 +75,7 @@ pub struct ServerState {
     vault: Arc<Vault>,
     metrics: Metrics,
     options: ServerOptions,
+    webhooks: Option<Arc<outbox_worker::WebhookConfig>>,
 }
 
 impl ServerState {
@@ -69,7 +85,21 @@ impl ServerState {
             vault,
             metrics: Metrics::default(),
             options,
+            webhooks: None,
         }
+    }
+
+    /// Delivers the outbox to these webhooks (see [`outbox_worker`]); without them nothing is
+    /// delivered and messages wait in the outbox.
+    #[must_use]
+    pub fn with_webhooks(mut self, webhooks: outbox_worker::WebhookConfig) -> Self {
+        self.webhooks = Some(Arc::new(webhooks));
+        self
+    }
+
+    /// Where the outbox is delivered, if anywhere.
+    pub fn webhooks(&self) -> Option<&Arc<outbox_worker::WebhookConfig>> {
+        self.webhooks.as_ref()
     }
 
     /// The vault.
@@ -119,17 +149,26 @@ pub async fn serve(
         .await
 }
 
-/// Serves `state` on `listener` with the policy reloader running beside it, until `shutdown`
-/// completes: the one call a binary needs.
+/// Serves `state` on `listener` with the policy reloader, the retention sweeper and the outbox
+/// deliverer (when webhooks are configured) running beside it, until `shutdown` completes (a
+/// sweep or delivery under way is let finish): the one call a binary needs.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: ServerState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let reloader = spawn_policy_reloader(&state);
+    let sweeper = sweeper::spawn_sweeper(&state);
+    let deliverer = outbox_worker::spawn_deliverer(&state);
     let served = serve(listener, router(state), shutdown).await;
     if let Some(task) = reloader {
         task.abort();
+    }
+    if let Some(sweeper) = sweeper {
+        sweeper.stop().await;
+    }
+    if let Some(deliverer) = deliverer {
+        deliverer.stop().await;
     }
     served
 }

@@ -1,5 +1,6 @@
 //! [`Metrics`]: request counts by route template, method and status class, request latency
-//! histograms by route template, and gate decisions by outcome and denial reason, rendered in the
+//! histograms by route template, gate decisions by outcome and denial reason, and retention
+//! sweeps (runs by trigger and outcome, records deleted, records held), rendered in the
 //! Prometheus text exposition format. Labels are route templates, methods, status classes and
 //! stable reason codes: never an id or a value, so a scrape reveals nothing about anyone.
 
@@ -30,7 +31,14 @@ struct Inner {
     latency: BTreeMap<String, Latency>,
     decisions: BTreeMap<&'static str, u64>,
     denials: BTreeMap<&'static str, u64>,
+    sweeps: BTreeMap<(&'static str, &'static str), u64>,
+    swept: u64,
+    swept_media: u64,
+    sweep_held: u64,
 }
+
+/// What can start a sweep, as metric labels (each rendered even before its first run).
+const SWEEP_TRIGGERS: [&str; 2] = ["scheduled", "request"];
 
 /// The server's counters. Clones share them.
 #[derive(Debug, Clone, Default)]
@@ -111,6 +119,23 @@ impl Metrics {
         }
     }
 
+    /// Counts one retention sweep started by `trigger` (`scheduled` or `request`): its report,
+    /// or `None` when it failed.
+    pub fn observe_sweep(
+        &self,
+        trigger: &'static str,
+        report: Option<&custodia_vault::SweepReport>,
+    ) {
+        let mut inner = self.lock();
+        let outcome = if report.is_some() { "ok" } else { "error" };
+        *inner.sweeps.entry((trigger, outcome)).or_default() += 1;
+        if let Some(report) = report {
+            inner.swept = inner.swept.saturating_add(report.deleted);
+            inner.swept_media = inner.swept_media.saturating_add(report.media_deleted);
+            inner.sweep_held = report.held;
+        }
+    }
+
     /// Everything, in the Prometheus text format.
     pub fn render(&self) -> String {
         let inner = self.lock();
@@ -183,6 +208,42 @@ impl Metrics {
                 "custodia_gate_denial_reasons_total{{reason=\"{reason}\"}} {count}"
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP custodia_sweep_runs_total Retention sweeps run by this instance, by trigger and outcome."
+        );
+        let _ = writeln!(out, "# TYPE custodia_sweep_runs_total counter");
+        for trigger in SWEEP_TRIGGERS {
+            for outcome in ["ok", "error"] {
+                let count = inner.sweeps.get(&(trigger, outcome)).copied().unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "custodia_sweep_runs_total{{trigger=\"{trigger}\",outcome=\"{outcome}\"}} {count}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP custodia_sweep_deleted_total Expired records and media objects deleted by this instance's retention sweeps."
+        );
+        let _ = writeln!(out, "# TYPE custodia_sweep_deleted_total counter");
+        let _ = writeln!(out, "custodia_sweep_deleted_total {}", inner.swept);
+        let _ = writeln!(
+            out,
+            "# HELP custodia_sweep_media_deleted_total Of the deleted, the media objects."
+        );
+        let _ = writeln!(out, "# TYPE custodia_sweep_media_deleted_total counter");
+        let _ = writeln!(
+            out,
+            "custodia_sweep_media_deleted_total {}",
+            inner.swept_media
+        );
+        let _ = writeln!(
+            out,
+            "# HELP custodia_sweep_held_records Expired records kept by legal holds, at this instance's last sweep."
+        );
+        let _ = writeln!(out, "# TYPE custodia_sweep_held_records gauge");
+        let _ = writeln!(out, "custodia_sweep_held_records {}", inner.sweep_held);
         out
     }
 }
@@ -210,6 +271,30 @@ mod tests {
         assert!(text.contains("route=\"/v1/subjects/{id}\",le=\"0.005\"} 1"));
         assert!(text.contains("route=\"/v1/subjects/{id}\",le=\"+Inf\"} 2"));
         assert!(text.contains("custodia_gate_decisions_total{outcome=\"deny\"} 0"));
+        assert!(text.contains("custodia_sweep_runs_total{trigger=\"scheduled\",outcome=\"ok\"} 0"));
+        assert!(text.contains("custodia_sweep_deleted_total 0"));
+    }
+
+    #[test]
+    fn counts_sweeps_and_what_they_deleted() {
+        let metrics = Metrics::default();
+        let report = custodia_vault::SweepReport {
+            deleted: 3,
+            media_deleted: 1,
+            held: 2,
+            ..custodia_vault::SweepReport::default()
+        };
+        metrics.observe_sweep("scheduled", Some(&report));
+        metrics.observe_sweep("scheduled", Some(&report));
+        metrics.observe_sweep("request", None);
+        let text = metrics.render();
+        assert!(text.contains("custodia_sweep_runs_total{trigger=\"scheduled\",outcome=\"ok\"} 2"));
+        assert!(
+            text.contains("custodia_sweep_runs_total{trigger=\"request\",outcome=\"error\"} 1")
+        );
+        assert!(text.contains("custodia_sweep_deleted_total 6"));
+        assert!(text.contains("custodia_sweep_media_deleted_total 2"));
+        assert!(text.contains("custodia_sweep_held_records 2"));
     }
 
     #[test]

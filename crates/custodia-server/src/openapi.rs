@@ -13,7 +13,10 @@ use utoipa::openapi::{
 };
 
 use crate::error::ErrorBody;
-use crate::routes::{consents, decisions, policy, records, subjects, system};
+use crate::routes::{
+    consents, decisions, disclosures, holds, media, notifications, operation_logs, policy, records,
+    requests, subjects, sweeps, system,
+};
 
 /// The name of the bearer security scheme.
 const BEARER: &str = "bearer";
@@ -30,6 +33,7 @@ const BEARER: &str = "bearer";
         subjects::show,
         records::write,
         records::read,
+        operation_logs::write,
         consents::record,
         consents::list,
         consents::receipt,
@@ -37,6 +41,32 @@ const BEARER: &str = "bearer";
         policy::show,
         policy::text,
         policy::publish,
+        holds::place,
+        holds::list,
+        holds::release,
+        sweeps::run,
+        disclosures::record,
+        disclosures::list,
+        notifications::acknowledge,
+        notifications::impossible,
+        requests::open,
+        requests::list,
+        requests::show,
+        requests::send_verification,
+        requests::verify,
+        requests::act,
+        requests::fulfil,
+        requests::notifications,
+        media::upload,
+        media::list,
+        media::show,
+        media::delete,
+        media::content,
+        media::lease,
+        media::leased_content,
+        media::attach_output,
+        media::complete,
+        media::release,
         system::healthz,
         system::metrics,
         system::openapi_json,
@@ -49,6 +79,12 @@ const BEARER: &str = "bearer";
         (name = "consents", description = "The append-only consent ledger and its receipts"),
         (name = "decisions", description = "The purpose gate on its own"),
         (name = "policy", description = "The published policy, its text and its versions"),
+        (name = "media", description = "Media objects, streamed in and out of encrypted object storage, and their processing leases"),
+        (name = "holds", description = "Legal holds, which keep expired records from the sweeper"),
+        (name = "retention", description = "The retention sweeper"),
+        (name = "disclosures", description = "The disclosure log: hand-overs to processors and authorities, through the policy's sharing rules"),
+        (name = "requests", description = "Data-subject requests: receipt with the law's due dates, the queue, identity verification by one-time code, actions, fulfilment (exports as zips) and the notices they send"),
+        (name = "notifications", description = "The outbox: erasure notices and verification codes delivered by signed webhooks, settled by acknowledgement or marked impossible"),
         (name = "system", description = "Health, metrics and this document"),
     )
 )]

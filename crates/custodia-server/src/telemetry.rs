@@ -54,6 +54,18 @@ pub fn init_logging(format: LogFormat) {
     }
 }
 
+/// The caller's key id in a log line, `-` for a request made without one.
+struct KeyLabel(Option<CallerKey>);
+
+impl std::fmt::Display for KeyLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(CallerKey(id)) => std::fmt::Display::fmt(&id, f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
 /// Logs and counts every request once it has been answered.
 pub async fn observe(State(state): State<ServerState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -68,10 +80,8 @@ pub async fn observe(State(state): State<ServerState>, req: Request, next: Next)
     state
         .metrics()
         .observe_request(&route, method.as_str(), status, took);
-    let key = response
-        .extensions()
-        .get::<CallerKey>()
-        .map_or_else(|| "-".to_owned(), |CallerKey(id)| id.to_string());
+    // Formatted only if the line is written.
+    let key = KeyLabel(response.extensions().get::<CallerKey>().copied());
     tracing::info!(
         target: "custodia::http",
         method = %method,

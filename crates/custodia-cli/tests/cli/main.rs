@@ -8,6 +8,9 @@
     clippy::indexing_slicing
 )]
 
+mod holds;
+mod media;
 mod policy;
+mod requests;
 mod sweep;
 mod vault;

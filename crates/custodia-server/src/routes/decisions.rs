@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use custodia_core::SubjectId;
 use custodia_gate::Decision;
 use custodia_vault::Ask;
@@ -111,6 +112,48 @@ impl DecisionBody {
     }
 }
 
+/// The answers as they are written: [`Decisions`]' JSON, borrowed from the decisions rather than
+/// copied into views first (every answer is written once and dropped).
+struct Answers<'a>(&'a [Decision]);
+
+/// One answer as it is written: [`DecisionView`]'s JSON.
+struct Answer<'a>(&'a Decision);
+
+impl Serialize for Answers<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut answers = serializer.serialize_struct("Decisions", 1)?;
+        answers.serialize_field("decisions", &Seq(self.0))?;
+        answers.end()
+    }
+}
+
+struct Seq<'a>(&'a [Decision]);
+
+impl Serialize for Seq<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(Answer))
+    }
+}
+
+impl Serialize for Answer<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut answer = serializer.serialize_struct("DecisionView", 2)?;
+        answer.serialize_field("allowed", &self.0.allowed)?;
+        answer.serialize_field("reasons", &Codes(self.0))?;
+        answer.end()
+    }
+}
+
+struct Codes<'a>(&'a Decision);
+
+impl Serialize for Codes<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.reasons.iter().map(|reason| reason.code()))
+    }
+}
+
 impl From<&Decision> for DecisionView {
     fn from(decision: &Decision) -> Self {
         Self {
@@ -151,7 +194,7 @@ pub async fn decide(
     State(state): State<ServerState>,
     Authenticated(caller): Authenticated,
     ApiJson(body): ApiJson<DecisionBody>,
-) -> Result<Json<Decisions>, ApiError> {
+) -> Result<Response, ApiError> {
     let questions = match body.into_request()? {
         DecisionRequest::One(question) => {
             check(None, &question)?;
@@ -190,7 +233,40 @@ pub async fn decide(
         }
     };
     state.metrics().observe_decisions(&decisions);
-    Ok(Json(Decisions {
-        decisions: decisions.iter().map(DecisionView::from).collect(),
-    }))
+    Ok(Json(Answers(&decisions)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custodia_gate::Reason;
+
+    #[test]
+    fn answers_are_written_as_the_documented_views() {
+        let decisions = vec![
+            Decision {
+                allowed: true,
+                reasons: vec![Reason::BasisConsent],
+            },
+            Decision {
+                allowed: false,
+                reasons: vec![Reason::ConsentMissing, Reason::KeyNotBound],
+            },
+            Decision {
+                allowed: false,
+                reasons: Vec::new(),
+            },
+        ];
+        let views = Decisions {
+            decisions: decisions.iter().map(DecisionView::from).collect(),
+        };
+        assert_eq!(
+            serde_json::to_string(&Answers(&decisions)).unwrap(),
+            serde_json::to_string(&views).unwrap()
+        );
+        assert_eq!(
+            serde_json::to_string(&Answers(&[])).unwrap(),
+            r#"{"decisions":[]}"#
+        );
+    }
 }

@@ -67,6 +67,26 @@ pub struct TestApp {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<std::thread::JoinHandle<()>>,
     scratch: Scratch,
+    setup: Setup,
+}
+
+/// What a server runs with besides its database: options, policy file, media object store.
+#[derive(Clone)]
+pub struct Setup {
+    pub options: custodia_server::ServerOptions,
+    pub policy: std::path::PathBuf,
+    pub objects: Option<Arc<dyn custodia_objects::ObjectStore>>,
+}
+
+impl Setup {
+    /// The default options under the test policy, without media.
+    pub fn new(options: custodia_server::ServerOptions) -> Self {
+        Self {
+            options,
+            policy: policy_path(),
+            objects: None,
+        }
+    }
 }
 
 /// Where the stores live, to open them again and to clean up after the server stops.
@@ -134,9 +154,13 @@ pub fn spawn_app(backend: &Backend) -> TestApp {
     spawn_app_with(backend, custodia_server::ServerOptions::default())
 }
 
-fn open_vault(scratch: &Scratch, clock: &ManualClock) -> (Arc<Vault>, Arc<dyn DataStore>) {
+fn open_vault(
+    scratch: &Scratch,
+    clock: &ManualClock,
+    setup: &Setup,
+) -> (Arc<Vault>, Arc<dyn DataStore>) {
     let (data, keys) = scratch.stores();
-    let policy = custodia_policy::load(&policy_path()).unwrap();
+    let policy = custodia_policy::load(&setup.policy).unwrap();
     assert!(policy.is_clean(), "{:#?}", policy.findings);
     let vault = Vault::open(
         data.clone(),
@@ -146,14 +170,34 @@ fn open_vault(scratch: &Scratch, clock: &ManualClock) -> (Arc<Vault>, Arc<dyn Da
         &RootKeySource::Hex(Zeroizing::new(ROOT_HEX.to_owned())),
     )
     .unwrap();
+    let vault = match &setup.objects {
+        Some(objects) => vault.with_media_store(objects.clone()),
+        None => vault,
+    };
     (Arc::new(vault), data)
 }
 
 /// Boots the server on `backend`.
 pub fn spawn_app_with(backend: &Backend, options: custodia_server::ServerOptions) -> TestApp {
+    spawn_app_setup(backend, Setup::new(options))
+}
+
+/// Boots the server on `backend` as `setup` says.
+pub fn spawn_app_setup(backend: &Backend, setup: Setup) -> TestApp {
+    spawn_app_logged(backend, setup, None)
+}
+
+/// Boots the server on `backend` as `setup` says, its runtime's threads (workers and blocking
+/// pool) logging to `logs` when given, whatever the process-wide subscriber.
+pub fn spawn_app_logged(
+    backend: &Backend,
+    setup: Setup,
+    logs: Option<tracing::Dispatch>,
+) -> TestApp {
+    let options = setup.options;
     let scratch = Scratch::fresh(backend);
     let clock = ManualClock::new(start());
-    let (vault, data) = open_vault(&scratch, &clock);
+    let (vault, data) = open_vault(&scratch, &clock, &setup);
     let admin = vault
         .create_api_key("test-admin", true, &[], "test")
         .unwrap()
@@ -165,11 +209,16 @@ pub fn spawn_app_with(backend: &Backend, options: custodia_server::ServerOptions
     let addr = listener.local_addr().unwrap();
     let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
     let server = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        let _guard = logs.map(|logs| {
+            let guard = tracing::dispatcher::set_default(&logs);
+            // Each runtime thread keeps the subscriber as its default for its whole life.
+            builder.on_thread_start(move || {
+                std::mem::forget(tracing::dispatcher::set_default(&logs));
+            });
+            guard
+        });
+        let runtime = builder.worker_threads(2).enable_all().build().unwrap();
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             custodia_server::run(listener, state, async {
@@ -188,6 +237,7 @@ pub fn spawn_app_with(backend: &Backend, options: custodia_server::ServerOptions
         shutdown: Some(shutdown),
         server: Some(server),
         scratch,
+        setup,
     }
 }
 
@@ -198,7 +248,15 @@ fn bearer(token: &str) -> String {
 impl TestApp {
     /// Another vault on the same stores: a second instance of the deployment.
     pub fn another_vault(&self) -> Arc<Vault> {
-        open_vault(&self.scratch, &self.clock).0
+        open_vault(&self.scratch, &self.clock, &self.setup).0
+    }
+
+    /// The SQLite data directory; `None` on PostgreSQL.
+    pub fn data_dir(&self) -> Option<std::path::PathBuf> {
+        match &self.scratch {
+            Scratch::Dir(temp) => Some(temp.path().join("data")),
+            Scratch::Namespace { .. } => None,
+        }
     }
 
     /// A request with a bearer token and raw headers and body.

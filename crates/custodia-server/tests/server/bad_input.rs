@@ -46,6 +46,11 @@ fn bad_bodies_get_stable_codes_and_write_nothing() {
         )
         .expect_error(400, "request.malformed_json");
         put_raw(app, &s, json, b"").expect_error(400, "request.malformed_json");
+        // A struct's fields in order, as an array: serde would take it, the API does not.
+        let positional = put_raw(app, &s, json, b" [\"account\", \"x\"]");
+        let body = positional.expect_error(422, "request.invalid_body");
+        assert_eq!(body["details"]["field"], ".");
+        put_raw(app, &s, json, b"[\"account\", ").expect_error(400, "request.malformed_json");
 
         let unknown = put_raw(
             app,

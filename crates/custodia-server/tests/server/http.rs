@@ -87,10 +87,6 @@ pub fn send(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> Response {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
@@ -101,9 +97,19 @@ pub fn send(
     head.push_str("\r\n");
     let mut request = head.into_bytes();
     request.extend_from_slice(body.unwrap_or_default());
+    exchange(addr, &request)
+}
+
+/// Sends `request`, bytes exactly as given (it should say `Connection: close`), and reads the
+/// whole answer.
+pub fn exchange(addr: SocketAddr, request: &[u8]) -> Response {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     // The server may answer (413) and stop reading before the whole body is sent; the answer is
     // still there to read.
-    let _ = stream.write_all(&request);
+    let _ = stream.write_all(request);
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
     let split = raw

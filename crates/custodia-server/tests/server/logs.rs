@@ -46,6 +46,22 @@ fn request_logs_carry_route_templates_and_key_ids_only() {
         .expect_error(403, "gate.denied");
     app.raw("GET", "/v1/policy", None, &[], None)
         .expect_error(401, "auth.missing");
+    // An operation log with a raw device id and address, and a bad one naming neither.
+    let entry = serde_json::json!({
+        "category": "system.operations.network_log",
+        "purpose": "security",
+        "occurred_at": "2026-02-10T08:00:00Z",
+        "identifiers": { "device_id": "CANARY-LOG-DEVICE-0c2e" },
+        "ip_address": "192.0.2.201",
+    });
+    let path = format!("/v1/subjects/{s}/operation-logs");
+    app.json("POST", &path, &app.admin, &entry).expect(201);
+    let mut bad = entry.clone();
+    bad["ip_address"] = serde_json::json!("192.0.2.201/33");
+    app.json("POST", &path, &app.admin, &bad)
+        .expect_error(422, "request.invalid_body");
+    app.json("POST", "/v1/sweeps", &app.admin, &serde_json::json!({}))
+        .expect(200);
     drop(app);
 
     let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
@@ -74,7 +90,21 @@ fn request_logs_carry_route_templates_and_key_ids_only() {
             && line["status"] == 401
             && line["key"] == "-")
     );
-    for forbidden in [s.as_str(), "sub_", "purpose=", "+86", "account\""] {
+    assert!(
+        lines
+            .iter()
+            .any(|line| line["target"] == "custodia::sweep" && line["deleted"] == 0),
+        "no sweep summary in {text}"
+    );
+    for forbidden in [
+        s.as_str(),
+        "sub_",
+        "purpose=",
+        "+86",
+        "account\"",
+        "CANARY-LOG-DEVICE",
+        "192.0.2.201",
+    ] {
         assert!(!text.contains(forbidden), "{forbidden} in the log:\n{text}");
     }
 }
