@@ -63,8 +63,10 @@
 //! length (the reader's end), seeks straight to the first chunk the range covers, and opens only
 //! the chunks from there to the range's end. [`StreamOpener::open_range_with`] does the same over
 //! storage that serves byte ranges instead of seeking (object storage): it fetches the header,
-//! then exactly the sealed bytes of those chunks. Those chunks are verified as in a full read: the
-//! bytes returned are exactly the object's bytes at those offsets, or an error. A truncated
+//! then exactly the sealed bytes of those chunks ([`StreamOpener::open_range_with_owned_key`]
+//! the same, the opener owning the key, for a stream handed on past the scope that unwrapped
+//! it). Those chunks are verified as in a full read: the bytes returned are exactly the
+//! object's bytes at those offsets, or an error. A truncated
 //! object is caught as follows: a sealed length that cannot be a whole stream is
 //! [`CryptoError::Truncated`] before anything is read; otherwise the computed length is only a
 //! claim, so a range that reaches the object's computed end (or asks past it) always opens the
@@ -922,6 +924,22 @@ impl<R> Clone for InnerBuffer<R> {
 
 impl<R> Copy for InnerBuffer<R> {}
 
+/// The key an opener opens with: borrowed, or owned by an opener that must outlive the scope
+/// that unwrapped the key ([`StreamOpener::open_range_with_owned_key`]).
+enum Cipher<'k> {
+    Borrowed(&'k LessSafeKey),
+    Owned(Box<ObjectKey>),
+}
+
+impl Cipher<'_> {
+    fn get(&self) -> &LessSafeKey {
+        match self {
+            Self::Borrowed(cipher) => cipher,
+            Self::Owned(key) => &key.cipher,
+        }
+    }
+}
+
 /// Opens a media object as it is read: a [`Read`] (and [`BufRead`]) over the sealed stream that
 /// returns only verified plaintext, one chunk at a time.
 ///
@@ -930,7 +948,7 @@ impl<R> Copy for InnerBuffer<R> {}
 /// stream that fails part-way may already have returned the verified chunks before the failure:
 /// treat the whole object as failed.
 pub struct StreamOpener<'k, R> {
-    cipher: &'k LessSafeKey,
+    cipher: Cipher<'k>,
     header: Header,
     aad: Vec<u8>,
     inner: R,
@@ -956,11 +974,18 @@ impl<'k, R: Read> StreamOpener<'k, R> {
     /// for an unknown magic, version or chunk size; [`CryptoError::Io`] if reading fails.
     pub fn new(key: &'k ObjectKey, object_id: &str, mut inner: R) -> Result<Self, CryptoError> {
         let header = Header::read(&mut inner)?;
-        Self::build(key, object_id, header, inner, Plan::WHOLE, 0)
+        Self::build(
+            Cipher::Borrowed(&key.cipher),
+            object_id,
+            header,
+            inner,
+            Plan::WHOLE,
+            0,
+        )
     }
 
     fn build(
-        key: &'k ObjectKey,
+        cipher: Cipher<'k>,
         object_id: &str,
         header: Header,
         inner: R,
@@ -968,7 +993,7 @@ impl<'k, R: Read> StreamOpener<'k, R> {
         first: u64,
     ) -> Result<Self, CryptoError> {
         Ok(Self {
-            cipher: &key.cipher,
+            cipher,
             header,
             aad: header.aad(object_id)?,
             inner,
@@ -1110,11 +1135,12 @@ impl<'k, R: Read> StreamOpener<'k, R> {
             .and_then(|out| out.get_mut(..chunk.plain_len))
             .filter(|_| chunk.wholly_wanted());
         if let Some(dst) = into_out {
-            open_into(self.cipher, chunk.nonce, aad, body, tag, dst)?;
+            open_into(self.cipher.get(), chunk.nonce, aad, body, tag, dst)?;
             return Ok((chunk.last, Step::Direct(chunk.plain_len)));
         }
         if self
             .cipher
+            .get()
             .open_in_place_separate_tag(chunk.nonce, aad, tag, body)
             .is_err()
         {
@@ -1158,14 +1184,14 @@ impl<'k, R: Read> StreamOpener<'k, R> {
             .filter(|_| chunk.wholly_wanted());
         let last = chunk.last;
         let opened = if let Some(dst) = into_out {
-            open_into(self.cipher, chunk.nonce, aad, body, tag, dst)
+            open_into(self.cipher.get(), chunk.nonce, aad, body, tag, dst)
                 .map(|()| (last, Step::Direct(chunk.plain_len)))
         } else {
             let dst = self
                 .buf
                 .get_mut(..chunk.plain_len)
                 .ok_or(CryptoError::Backend)?;
-            open_into(self.cipher, chunk.nonce, aad, body, tag, dst).map(|()| {
+            open_into(self.cipher.get(), chunk.nonce, aad, body, tag, dst).map(|()| {
                 (self.pos, self.end) = (chunk.lo, chunk.hi);
                 (last, Step::Buffered)
             })
@@ -1295,6 +1321,24 @@ impl<'k, R: Read> StreamOpener<'k, R> {
         sealed_len: u64,
         start: u64,
         len: u64,
+        fetch: impl FnMut(u64, u64) -> io::Result<R>,
+    ) -> Result<Self, CryptoError> {
+        Self::fetched(
+            Cipher::Borrowed(&key.cipher),
+            object_id,
+            sealed_len,
+            start,
+            len,
+            fetch,
+        )
+    }
+
+    fn fetched(
+        cipher: Cipher<'k>,
+        object_id: &str,
+        sealed_len: u64,
+        start: u64,
+        len: u64,
         mut fetch: impl FnMut(u64, u64) -> io::Result<R>,
     ) -> Result<Self, CryptoError> {
         let mut head = fetch(0, HEADER_LEN_U64).map_err(CryptoError::from_io)?;
@@ -1307,17 +1351,17 @@ impl<'k, R: Read> StreamOpener<'k, R> {
             // Nothing is read; the header's reader stands in.
             None => head,
         };
-        Self::ranged(key, object_id, header, inner, layout)
+        Self::ranged(cipher, object_id, header, inner, layout)
     }
 
     fn ranged(
-        key: &'k ObjectKey,
+        cipher: Cipher<'k>,
         object_id: &str,
         header: Header,
         inner: R,
         layout: RangeLayout,
     ) -> Result<Self, CryptoError> {
-        let mut opener = Self::build(key, object_id, header, inner, layout.plan, layout.first)?;
+        let mut opener = Self::build(cipher, object_id, header, inner, layout.plan, layout.first)?;
         opener.object_len = Some(layout.object_len);
         opener.done = layout.sealed.is_none();
         Ok(opener)
@@ -1355,7 +1399,39 @@ impl<'k, R: Read + Seek> StreamOpener<'k, R> {
                 .seek(SeekFrom::Start(position))
                 .map_err(CryptoError::from_io)?;
         }
-        Self::ranged(key, object_id, header, inner, layout)
+        Self::ranged(
+            Cipher::Borrowed(&key.cipher),
+            object_id,
+            header,
+            inner,
+            layout,
+        )
+    }
+}
+
+impl<R: Read> StreamOpener<'static, R> {
+    /// As [`open_range_with`](StreamOpener::open_range_with), the opener owning `key` (it is
+    /// wiped when the opener is dropped): for a download handed on as a stream, past the scope
+    /// that unwrapped the key.
+    ///
+    /// # Errors
+    /// As [`StreamOpener::open_range_with`].
+    pub fn open_range_with_owned_key(
+        key: ObjectKey,
+        object_id: &str,
+        sealed_len: u64,
+        start: u64,
+        len: u64,
+        fetch: impl FnMut(u64, u64) -> io::Result<R>,
+    ) -> Result<Self, CryptoError> {
+        Self::fetched(
+            Cipher::Owned(Box::new(key)),
+            object_id,
+            sealed_len,
+            start,
+            len,
+            fetch,
+        )
     }
 }
 

@@ -841,6 +841,68 @@ fn a_ranged_read_from_object_storage_fetches_only_the_chunks_it_needs() {
     assert!(error.to_string().contains("store down"), "{error}");
 }
 
+#[test]
+fn an_opener_that_owns_its_key_reads_as_one_that_borrows_it() {
+    let data_key = DataKey::generate().unwrap();
+    let key = ObjectKey::generate().unwrap();
+    let wrapped = data_key.wrap_object_key(ID, &key).unwrap();
+    let c = chunk_len(SMALL) as u64;
+    let data = plaintext(6 * c as usize + 40, 29);
+    let sealed = seal(&key, SMALL, &data);
+    let fetch = |offset: u64, len: u64| -> io::Result<&[u8]> {
+        let from = (offset as usize).min(sealed.len());
+        let to = offset.saturating_add(len).min(sealed.len() as u64) as usize;
+        Ok(&sealed[from..to])
+    };
+    for (start, len) in [
+        (0, u64::MAX),
+        (c - 1, 2),
+        (2 * c + 5, 3 * c),
+        (6 * c + 40, 0),
+    ] {
+        // The opener outlives the scope the key was unwrapped in.
+        let mut opener = {
+            let owned = data_key.unwrap_object_key(ID, &wrapped).unwrap();
+            StreamOpener::open_range_with_owned_key(
+                owned,
+                ID,
+                sealed.len() as u64,
+                start,
+                len,
+                fetch,
+            )
+            .unwrap()
+            .use_inner_buffer()
+        };
+        let mut out = Vec::new();
+        opener.read_to_end(&mut out).unwrap();
+        assert!(out == expected_slice(&data, start, len), "{start}+{len}");
+        let borrowed = open_range_fetched(&key, &sealed, start, len).unwrap().0;
+        assert!(out == borrowed, "{start}+{len}");
+    }
+    // Altered bytes fail as with a borrowed key.
+    let mut tampered = sealed.clone();
+    tampered[HEADER_LEN + 3] ^= 1;
+    let owned = data_key.unwrap_object_key(ID, &wrapped).unwrap();
+    let mut opener = StreamOpener::open_range_with_owned_key(
+        owned,
+        ID,
+        tampered.len() as u64,
+        0,
+        u64::MAX,
+        |offset: u64, len: u64| -> io::Result<&[u8]> {
+            let to = offset.saturating_add(len).min(tampered.len() as u64) as usize;
+            Ok(&tampered[offset as usize..to])
+        },
+    )
+    .unwrap();
+    let error = opener.read_to_end(&mut Vec::new()).unwrap_err();
+    assert_eq!(
+        CryptoError::from_io(error).code(),
+        "crypto.authentication_failed"
+    );
+}
+
 // --- sealing through a reader -------------------------------------------------------------------
 
 fn seal_by_reading(key: &ObjectKey, chunk: ChunkSize, data: &[u8], read_size: usize) -> Vec<u8> {

@@ -9,6 +9,12 @@
 //! files in one place rather than beside each object means a crash's leftovers are found and
 //! removed ([`FsObjectStore::remove_stale_temp_files`], run on open) without walking the tree,
 //! and listing never sees them (no key segment starts with a dot).
+//!
+//! A put larger than one buffer (about 1 MiB) overlaps its work: the calling thread reads (for
+//! media, seals) the source while a helper thread writes what was read before, and the bytes
+//! written start on their way to disk every few megabytes (`fdatasync` on another helper), so
+//! the fsync that acknowledges the put waits for its last megabytes, not for all of it. At most
+//! four buffers are in flight, whatever the object's size.
 
 use std::fs::{self, DirBuilder, File, Permissions};
 use std::io::{self, ErrorKind, Seek, SeekFrom, Write};
@@ -43,7 +49,7 @@ const PIPELINE_DEPTH: usize = 2;
 /// A put larger than one buffer starts moving its bytes to disk every this many bytes
 /// (`fdatasync` on a helper thread, while the writes go on), so the fsync that acknowledges it
 /// waits for the last few megabytes rather than for the whole object.
-const EARLY_FLUSH_EVERY: u64 = 32 * 1024 * 1024;
+const EARLY_FLUSH_EVERY: u64 = 8 * 1024 * 1024;
 
 /// How often a put re-creates its directories when a concurrent delete pruned them between
 /// creation and rename.
@@ -303,46 +309,72 @@ fn copy(source: &mut dyn io::Read, file: &File) -> Result<u64, ObjectError> {
     let mut buffer = vec![0; COPY_BUFFER];
     let first = fill(source, &mut buffer)?.len();
     if first < COPY_BUFFER {
-        let chunk = buffer.get(..first).unwrap_or_default();
-        (&*file).write_all(chunk).map_err(ObjectError::Io)?;
-        return Ok(first as u64);
+        return copy_in_turn(source, file, &mut buffer, first);
     }
     thread::scope(|scope| {
         let (flush_tx, flush_rx) = mpsc::sync_channel::<()>(1);
         let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(PIPELINE_DEPTH);
         let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
-        let flusher = scope.spawn(move || -> io::Result<()> {
-            for () in flush_rx {
-                file.sync_data()?;
-            }
-            Ok(())
-        });
-        let writer = scope.spawn(move || -> io::Result<()> {
-            let mut unflushed = 0u64;
-            for buffer in full_rx {
-                (&*file).write_all(&buffer)?;
-                unflushed += buffer.len() as u64;
-                if unflushed >= EARLY_FLUSH_EVERY {
+        // Without a flusher (no thread to be had), the writer's requests go nowhere: the final
+        // fsync does all the flushing.
+        let flusher = thread::Builder::new()
+            .name("custodia-put-flush".to_owned())
+            .spawn_scoped(scope, move || -> io::Result<()> {
+                for () in flush_rx {
+                    file.sync_data()?;
+                }
+                Ok(())
+            })
+            .ok();
+        let writer = thread::Builder::new()
+            .name("custodia-put-write".to_owned())
+            .spawn_scoped(scope, move || -> io::Result<()> {
+                let mut unflushed = 0u64;
+                for buffer in full_rx {
+                    (&*file).write_all(&buffer)?;
+                    unflushed += buffer.len() as u64;
                     // Skipped while the flusher is still busy: its next flush covers these too.
-                    if flush_tx.try_send(()).is_ok() {
+                    if unflushed >= EARLY_FLUSH_EVERY && flush_tx.try_send(()).is_ok() {
                         unflushed = 0;
                     }
+                    // The reader may be gone already; the buffer is then simply dropped.
+                    let _ = empty_tx.send(buffer);
                 }
-                // The reader may be gone already; the buffer is then simply dropped.
-                let _ = empty_tx.send(buffer);
+                Ok(())
+            });
+        let (read, written) = match writer {
+            Ok(writer) => {
+                let read = feed(source, buffer, &full_tx, &empty_rx);
+                // The writer ends once it has written everything sent, or at its first failure.
+                drop(full_tx);
+                (read, join(writer))
             }
-            Ok(())
-        });
-        let read = feed(source, buffer, &full_tx, &empty_rx);
-        // The writer ends once it has written everything sent, or at its first failure.
-        drop(full_tx);
-        let written = join(writer);
-        let flushed = join(flusher);
+            // No thread to be had: write in turn.
+            Err(_) => (copy_in_turn(source, file, &mut buffer, first), Ok(())),
+        };
+        let flushed = flusher.map_or(Ok(()), join);
         // A failed write or early flush is the store's failure, whatever the source did after.
         written.map_err(ObjectError::Io)?;
         flushed.map_err(ObjectError::Io)?;
         read
     })
+}
+
+/// Writes the first `first` bytes of `buffer`, then copies the rest of `source` through it.
+fn copy_in_turn(
+    source: &mut dyn io::Read,
+    mut file: &File,
+    buffer: &mut [u8],
+    first: usize,
+) -> Result<u64, ObjectError> {
+    let mut chunk = buffer.get(..first).unwrap_or_default();
+    let mut total = 0u64;
+    while !chunk.is_empty() {
+        file.write_all(chunk).map_err(ObjectError::Io)?;
+        total += chunk.len() as u64;
+        chunk = fill(source, buffer)?;
+    }
+    Ok(total)
 }
 
 /// Reads `source` into buffers for the writer, starting with the already full `first`; returns
@@ -358,18 +390,18 @@ fn feed(
     if full.send(first).is_err() {
         return Ok(total);
     }
+    // Every buffer is allocated before any is reused, so that a large put's memory is the
+    // same whatever the timing of its threads.
     let mut unallocated = PIPELINE_DEPTH + 1;
     loop {
-        let mut buffer = match empty.try_recv() {
-            Ok(buffer) => buffer,
-            Err(_) if unallocated > 0 => {
-                unallocated -= 1;
-                vec![0; COPY_BUFFER]
-            }
-            Err(_) => match empty.recv() {
+        let mut buffer = if unallocated > 0 {
+            unallocated -= 1;
+            vec![0; COPY_BUFFER]
+        } else {
+            match empty.recv() {
                 Ok(buffer) => buffer,
                 Err(_) => return Ok(total),
-            },
+            }
         };
         let len = fill(source, &mut buffer)?.len();
         if len == 0 {

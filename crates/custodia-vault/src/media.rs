@@ -19,8 +19,9 @@
 //! - **Download** ([`Vault::download_media`]): the gate decides first; a denial reads nothing.
 //!   An allowed read is audited (`record_read`, the media id as record) and streams verified
 //!   plaintext: every chunk is authenticated (STREAM) before a byte of it is returned, ranged
-//!   reads fetch only the chunks they cover ([`StreamOpener::open_range_with`] over
-//!   [`ObjectStore::get_range`]).
+//!   reads fetch only the chunks they cover ([`StreamOpener::open_range_with_owned_key`] over
+//!   [`ObjectStore::get_range`]), and a large read fetches its next chunks on a thread of its
+//!   own while it opens the current ones.
 //! - **Leases** ([`Vault::lease_media`], [`Vault::read_leased`], [`Vault::attach_output`],
 //!   [`Vault::complete_processing`], [`Vault::release_lease`]): a service key takes a lease for
 //!   one purpose (the gate decides, as for a download), reads the input, attaches outputs and
@@ -46,9 +47,9 @@
 //! deletion ([`Vault::delete_media`]) or an erasure, only the sweeper and the automatic deletion
 //! at completion, like records.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use aws_lc_rs::digest;
@@ -89,17 +90,21 @@ pub const MAX_LEASE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// row. No upload takes a day; one that did would fail at its end and store nothing.
 pub const ABANDONED_UPLOAD_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// Chunks a download opens per step when it serves small reads from its own buffer (256 KiB of
-/// plaintext at the default chunk size): small enough to stay in a core's cache between the
-/// decryption and the copy out, large enough that setting up each step costs little.
+/// Chunks a download opens before it is returned (256 KiB of plaintext at the default chunk
+/// size), so that an object missing from storage or altered at its start fails the call rather
+/// than the stream.
 const SEGMENT_CHUNKS: u64 = 4;
 
-/// A read into a slice of at least this many chunks is decrypted straight into it, skipping the
-/// buffer...
-const DIRECT_CHUNKS: u64 = 4;
+/// A download reads the stored chunks in blocks of whole sealed chunks of about this size (16
+/// chunks at the default chunk size): one read per megabyte, flat memory.
+const READ_AHEAD_BLOCK: u64 = 1024 * 1024;
 
-/// ...up to this many chunks per step.
-const DIRECT_MAX_CHUNKS: u64 = 16;
+/// A download fetching more than this many blocks reads them ahead on a thread of its own
+/// (smaller ones are not worth starting a thread for)...
+const READ_AHEAD_MIN_BLOCKS: u64 = 2;
+
+/// ...keeping at most this many blocks read and waiting.
+const READ_AHEAD_DEPTH: usize = 2;
 
 // Widening casts of small constants; `u64::try_from` is not const.
 const HEADER_LEN_U64: u64 = HEADER_LEN as u64;
@@ -745,8 +750,8 @@ impl Vault {
         let id_text = row.id.to_string();
         let key = data_key.unwrap_object_key(&id_text, &row.wrapped_key)?;
         let reader = MediaReader::open(
-            objects,
-            parse_location(row)?,
+            objects.as_ref(),
+            &parse_location(row)?,
             row.id,
             key,
             row.stored_size,
@@ -1220,59 +1225,197 @@ impl Vault {
     }
 }
 
-/// The stored bytes a ranged opener fetches: the header (kept from the start) or the chunks,
-/// from the download's one sequential reader.
-enum Fetched<'a> {
+/// The stored bytes an opener reads: the header (kept from the start), or the chunks the range
+/// covers, read through a buffer or, for a large range, read ahead on a thread of their own.
+enum Fetched {
     Header(io::Cursor<[u8; HEADER_LEN]>),
-    Chunks(io::Take<&'a mut ObjectReader>),
+    Buffered(io::BufReader<ObjectReader>),
+    Ahead(ReadAhead),
     Nothing,
 }
 
-impl Read for Fetched<'_> {
+impl Read for Fetched {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Self::Header(cursor) => cursor.read(buf),
-            Self::Chunks(chunks) => chunks.read(buf),
+            Self::Buffered(reader) => reader.read(buf),
+            Self::Ahead(reader) => reader.read(buf),
             Self::Nothing => Ok(0),
         }
     }
 }
 
-/// The plaintext stream of a download. A [`StreamOpener`] borrows its key, so the reader owns
-/// the key and opens the range a segment of chunks at a time, each segment through a fresh
-/// ranged opener over the one sequential reader of the stored chunks: every chunk is verified
-/// as in a single pass (the segment that reaches the object's end opens the final chunk under
-/// its final flag), and nothing is fetched twice.
-struct MediaReader {
-    objects: Arc<dyn ObjectStore>,
-    location: Location,
-    id: MediaId,
-    id_text: String,
-    key: MediaKey,
-    header: [u8; HEADER_LEN],
-    sealed_len: u64,
-    /// Plaintext bytes per chunk.
-    chunk: u64,
-    /// The next plaintext byte to decrypt, and the end of the range.
-    next: u64,
-    end: u64,
-    /// An empty range at the object's end still opens the final chunk once.
-    verify_end: bool,
-    /// Where the stored chunks the range needs end.
-    sealed_end: u64,
-    /// The stored chunks, from this offset.
-    inner: Option<(u64, ObjectReader)>,
-    /// Decrypted bytes not yet returned: `buf[pos..filled]`.
-    buf: Zeroizing<Vec<u8>>,
+impl BufRead for Fetched {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        match self {
+            Self::Header(cursor) => cursor.fill_buf(),
+            Self::Buffered(reader) => reader.fill_buf(),
+            Self::Ahead(reader) => reader.fill_buf(),
+            Self::Nothing => Ok(&[]),
+        }
+    }
+
+    fn consume(&mut self, amount: usize) {
+        match self {
+            Self::Header(cursor) => cursor.consume(amount),
+            Self::Buffered(reader) => reader.consume(amount),
+            Self::Ahead(reader) => reader.consume(amount),
+            Self::Nothing => {}
+        }
+    }
+}
+
+/// The stored chunks of a large download, read ahead by a thread of their own in blocks of whole
+/// sealed chunks, so that fetching the next chunks (a copy out of the page cache, or the network)
+/// overlaps opening the current ones. At most [`READ_AHEAD_DEPTH`] + 2 blocks exist at a time;
+/// they hold only sealed bytes. The thread ends at the object's end, at its first error, or
+/// when the download is dropped.
+struct ReadAhead {
+    /// The block being consumed: `block[pos..]` is still to read.
+    block: Vec<u8>,
     pos: usize,
-    filled: usize,
+    /// A block's full length; a shorter block is the last.
+    block_len: usize,
+    full: mpsc::Receiver<io::Result<Vec<u8>>>,
+    spent: mpsc::Sender<Vec<u8>>,
+    ended: bool,
+    failed: bool,
+}
+
+impl ReadAhead {
+    /// Starts reading `inner` ahead in blocks of `block_len` bytes.
+    fn start(inner: ObjectReader, block_len: usize) -> io::Result<Self> {
+        let (full_tx, full) = mpsc::sync_channel(READ_AHEAD_DEPTH);
+        let (spent, spent_rx) = mpsc::channel::<Vec<u8>>();
+        let mut inner = inner;
+        std::thread::Builder::new()
+            .name("custodia-media-read".to_owned())
+            .spawn(move || read_ahead(&mut inner, block_len, &full_tx, &spent_rx))?;
+        Ok(Self {
+            block: Vec::new(),
+            pos: 0,
+            block_len,
+            full,
+            spent,
+            ended: false,
+            failed: false,
+        })
+    }
+}
+
+/// The read-ahead thread: fills blocks from `inner` and sends them on, reusing spent ones.
+fn read_ahead(
+    inner: &mut ObjectReader,
+    block_len: usize,
+    full: &mpsc::SyncSender<io::Result<Vec<u8>>>,
+    spent: &mpsc::Receiver<Vec<u8>>,
+) {
+    // Every block is allocated before any is reused, so that a download's memory is the same
+    // whatever the timing of its threads.
+    let mut unallocated = READ_AHEAD_DEPTH + 2;
+    loop {
+        let mut block = if unallocated > 0 {
+            unallocated -= 1;
+            Vec::new()
+        } else {
+            match spent.recv() {
+                Ok(block) => block,
+                Err(_) => return,
+            }
+        };
+        block.resize(block_len, 0);
+        let mut filled = 0;
+        while let Some(rest) = block.get_mut(filled..).filter(|rest| !rest.is_empty()) {
+            match inner.read(rest) {
+                Ok(0) => break,
+                Ok(read) => filled = filled.saturating_add(read).min(block_len),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    let _ = full.send(Err(error));
+                    return;
+                }
+            }
+        }
+        block.truncate(filled);
+        if full.send(Ok(block)).is_err() || filled < block_len {
+            return;
+        }
+    }
+}
+
+impl BufRead for ReadAhead {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.failed {
+            return Err(io::Error::other(
+                "an earlier read of this media stream failed",
+            ));
+        }
+        if self.pos >= self.block.len() && !self.ended {
+            let spent = std::mem::take(&mut self.block);
+            if spent.capacity() > 0 {
+                // The thread may have ended already; the block is then simply dropped.
+                let _ = self.spent.send(spent);
+            }
+            self.pos = 0;
+            match self.full.recv() {
+                Ok(Ok(block)) => {
+                    self.ended = block.len() < self.block_len;
+                    self.block = block;
+                }
+                Ok(Err(error)) => {
+                    self.failed = true;
+                    return Err(error);
+                }
+                Err(_) => {
+                    self.failed = true;
+                    return Err(io::Error::other(
+                        "the read-ahead of a media stream stopped early",
+                    ));
+                }
+            }
+        }
+        Ok(self.block.get(self.pos..).unwrap_or_default())
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.pos = self.pos.saturating_add(amount).min(self.block.len());
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(out.len());
+        if let (Some(dst), Some(src)) = (out.get_mut(..n), available.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+/// The plaintext stream of a download: one [`StreamOpener`] over the range, owning the object's
+/// key, reading the stored chunks it covers once and in order. Chunks are opened straight from
+/// the fetched bytes, into the caller's slice when it holds a whole chunk. The last bytes of the
+/// range are handed out only once the opener has reached its end, so a range that reaches the
+/// object's end has had its final chunk verified before the reader's last bytes are returned,
+/// even to a caller that stops reading there.
+struct MediaReader {
+    /// The range's first segment, opened before the download is returned: `head[head_pos..]`
+    /// is still to return.
+    head: Zeroizing<Vec<u8>>,
+    head_pos: usize,
+    /// `None` once the stream has failed: dropping the opener wipes its buffer.
+    opener: Option<StreamOpener<'static, Fetched>>,
+    /// Plaintext bytes of the range not yet taken from the opener.
+    unread: u64,
     failed: Option<VaultError>,
 }
 
 impl MediaReader {
     fn open(
-        objects: Arc<dyn ObjectStore>,
-        location: Location,
+        objects: &dyn ObjectStore,
+        location: &Location,
         id: MediaId,
         key: MediaKey,
         sealed_len: u64,
@@ -1281,24 +1424,25 @@ impl MediaReader {
     ) -> Result<Self, VaultError> {
         let id_text = id.to_string();
         let mut header = [0u8; HEADER_LEN];
-        let mut head = objects
-            .get_range(&location, 0, HEADER_LEN_U64)
+        let mut stored_header = objects
+            .get_range(location, 0, HEADER_LEN_U64)
             .map_err(|error| object_error(error, id))?;
-        head.read_exact(&mut header).map_err(|error| {
+        stored_header.read_exact(&mut header).map_err(|error| {
             if error.kind() == io::ErrorKind::UnexpectedEof {
                 VaultError::Crypto(CryptoError::Truncated)
             } else {
                 VaultError::MediaIo(error)
             }
         })?;
-        // The header's magic, version and chunk size, and the length the sealed size implies.
-        let probe = StreamOpener::open_range_with(&key, &id_text, sealed_len, 0, 0, |from, _| {
+        let header_only = |from: u64, _| {
             Ok(if from == 0 {
                 Fetched::Header(io::Cursor::new(header))
             } else {
                 Fetched::Nothing
             })
-        })?;
+        };
+        // The header's magic, version and chunk size, and the length the sealed size implies.
+        let probe = StreamOpener::open_range_with(&key, &id_text, sealed_len, 0, 0, header_only)?;
         let object_len = probe.object_len().unwrap_or(u64::MAX);
         drop(probe);
         if object_len != size {
@@ -1309,163 +1453,139 @@ impl MediaReader {
             .unwrap_or(ChunkSize::DEFAULT)
             .get()
             .into();
-        let sealed_end = if range.end >= object_len {
-            sealed_len
-        } else {
-            // The end of the chunk holding the range's last byte.
-            let last = range.end.saturating_sub(1) / chunk;
-            HEADER_LEN_U64.saturating_add(
-                last.saturating_add(1)
-                    .saturating_mul(chunk.saturating_add(CHUNK_OVERHEAD_U64)),
-            )
-        };
-        let segment = SEGMENT_CHUNKS.saturating_mul(chunk);
-        let buf_len = usize::try_from(segment.min(range.end - range.start)).unwrap_or(0);
-        let mut reader = Self {
-            objects,
-            location,
-            id,
-            id_text,
+        let sealed_chunk = chunk.saturating_add(CHUNK_OVERHEAD_U64);
+        let block = sealed_chunk.saturating_mul((READ_AHEAD_BLOCK / sealed_chunk).max(1));
+        let block_len = usize::try_from(block).map_err(|_| CryptoError::Backend)?;
+        let mut fetch_error = None;
+        let opened = StreamOpener::open_range_with_owned_key(
             key,
-            header,
+            &id_text,
             sealed_len,
-            chunk,
-            next: range.start,
-            end: range.end,
-            verify_end: range.is_empty() && range.end == object_len,
-            sealed_end,
-            inner: None,
-            buf: Zeroizing::new(vec![0; buf_len]),
-            pos: 0,
-            filled: 0,
-            failed: None,
-        };
-        // The first segment now: a missing or altered object fails the call, not the stream.
-        reader.fill_buffer()?;
-        Ok(reader)
-    }
-
-    /// The end of the segment of up to `chunks` chunks from `next`.
-    fn segment_end(&self, chunks: u64) -> u64 {
-        (self.next / self.chunk)
-            .saturating_add(chunks)
-            .saturating_mul(self.chunk)
-            .min(self.end)
-    }
-
-    /// Whether anything is left to decrypt (or, for an empty range at the end, to verify).
-    fn exhausted(&self) -> bool {
-        self.next >= self.end && !self.verify_end
-    }
-
-    /// Decrypts the next segment into the buffer.
-    fn fill_buffer(&mut self) -> Result<(), VaultError> {
-        if self.exhausted() {
-            return Ok(());
-        }
-        let end = self.segment_end(SEGMENT_CHUNKS);
-        let mut buf = std::mem::take(&mut self.buf);
-        let decoded = self.decode(end, &mut buf);
-        self.buf = buf;
-        self.pos = 0;
-        self.filled = decoded?;
-        Ok(())
-    }
-
-    /// Decrypts plaintext `next..end` into `out`, verifying every chunk it covers (and the final
-    /// chunk when `end` is the object's end); returns its length.
-    fn decode(&mut self, end: u64, out: &mut [u8]) -> Result<usize, VaultError> {
-        let start = self.next;
-        let len = usize::try_from(end - start).map_err(|_| CryptoError::Backend)?;
-        let out = out.get_mut(..len).ok_or(CryptoError::Backend)?;
-        let sealed_chunk = self.chunk.saturating_add(CHUNK_OVERHEAD_U64);
-        let offset =
-            HEADER_LEN_U64.saturating_add((start / self.chunk).saturating_mul(sealed_chunk));
-        if !matches!(self.inner, Some((at, _)) if at == offset) {
-            let reader = self
-                .objects
-                .get_range(
-                    &self.location,
-                    offset,
-                    self.sealed_end.saturating_sub(offset),
-                )
-                .map_err(|error| object_error(error, self.id))?;
-            self.inner = Some((offset, reader));
-        }
-        let Some((at, inner)) = self.inner.as_mut() else {
-            return Err(CryptoError::Backend.into());
-        };
-        let header = self.header;
-        let mut chunks = Some(inner);
-        let mut fetched = 0u64;
-        let mut opener = StreamOpener::open_range_with(
-            &self.key,
-            &self.id_text,
-            self.sealed_len,
-            start,
-            end - start,
+            range.start,
+            range.end - range.start,
             |from, count| {
                 if from == 0 {
                     return Ok(Fetched::Header(io::Cursor::new(header)));
                 }
-                match chunks.take() {
-                    Some(inner) if from == offset => {
-                        fetched = count;
-                        Ok(Fetched::Chunks(inner.take(count)))
+                let fetch = || objects.get_range(location, from, count);
+                let buffered = |chunks| {
+                    let capacity = usize::try_from(count).unwrap_or(block_len).min(block_len);
+                    Fetched::Buffered(io::BufReader::with_capacity(capacity, chunks))
+                };
+                let fetched = fetch().and_then(|chunks| {
+                    if count <= block.saturating_mul(READ_AHEAD_MIN_BLOCKS) {
+                        return Ok(buffered(chunks));
                     }
-                    _ => Err(io::Error::other("unexpected fetch of stored chunks")),
-                }
+                    match ReadAhead::start(chunks, block_len) {
+                        Ok(ahead) => Ok(Fetched::Ahead(ahead)),
+                        // No thread to read ahead with: read in turn instead.
+                        Err(_) => fetch().map(buffered),
+                    }
+                });
+                fetched.map_err(|error| {
+                    fetch_error = Some(object_error(error, id));
+                    io::Error::other("fetching the stored chunks failed")
+                })
             },
-        )?;
-        let mut done = 0;
-        while let Some(rest) = out.get_mut(done..).filter(|rest| !rest.is_empty()) {
-            match opener.read(rest) {
-                Ok(0) => return Err(CryptoError::Truncated.into()),
-                Ok(read) => done += read,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(CryptoError::from_io(error).into()),
+        );
+        let opener = match opened {
+            Ok(opener) => opener.use_inner_buffer(),
+            Err(error) => return Err(fetch_error.unwrap_or_else(|| error.into())),
+        };
+        let mut reader = Self {
+            head: Zeroizing::new(Vec::new()),
+            head_pos: 0,
+            opener: Some(opener),
+            unread: range.end - range.start,
+            failed: None,
+        };
+        // The first segment now: a missing or altered object fails the call, not the stream.
+        let segment_end = (range.start / chunk)
+            .saturating_add(SEGMENT_CHUNKS)
+            .saturating_mul(chunk)
+            .min(range.end);
+        let head_len =
+            usize::try_from(segment_end - range.start).map_err(|_| CryptoError::Backend)?;
+        let mut head = Zeroizing::new(vec![0; head_len]);
+        let mut filled = 0;
+        while let Some(rest) = head.get_mut(filled..).filter(|rest| !rest.is_empty()) {
+            match reader.pull(rest)? {
+                0 => return Err(CryptoError::Truncated.into()),
+                read => filled += read,
             }
         }
-        // To the opener's end: opens a pending final chunk (empty, or past the range).
+        reader.head = head;
+        if range.is_empty() {
+            // An empty range at the object's end: its final chunk is verified all the same.
+            reader.finish()?;
+        }
+        Ok(reader)
+    }
+
+    /// Reads the opener to its end: opens a pending final chunk (empty, or past the range).
+    fn finish(&mut self) -> Result<(), VaultError> {
+        let Some(opener) = self.opener.as_mut() else {
+            return Err(CryptoError::Backend.into());
+        };
         let mut probe = [0u8; 1];
         loop {
             match opener.read(&mut probe) {
-                Ok(0) => break,
+                Ok(0) => return Ok(()),
                 Ok(_) => return Err(CryptoError::Backend.into()),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(CryptoError::from_io(error).into()),
             }
         }
-        drop(opener);
-        *at = offset.saturating_add(fetched);
-        self.next = end;
-        self.verify_end = false;
-        Ok(done)
+    }
+
+    /// Takes verified plaintext from the opener into `out`; 0 only at the range's end.
+    fn pull(&mut self, out: &mut [u8]) -> Result<usize, VaultError> {
+        if self.unread == 0 || out.is_empty() {
+            return Ok(0);
+        }
+        let Some(opener) = self.opener.as_mut() else {
+            return Err(CryptoError::Backend.into());
+        };
+        let want = usize::try_from(self.unread)
+            .unwrap_or(usize::MAX)
+            .min(out.len());
+        let out = out.get_mut(..want).ok_or(CryptoError::Backend)?;
+        let read = loop {
+            match opener.read(out) {
+                Ok(0) => return Err(CryptoError::Truncated.into()),
+                Ok(read) => break read,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(CryptoError::from_io(error).into()),
+            }
+        };
+        self.unread = self.unread.saturating_sub(read as u64);
+        if self.unread == 0 {
+            // The last bytes go out only once the stream's end is verified.
+            if let Err(error) = self.finish() {
+                if let Some(returned) = out.get_mut(..read) {
+                    returned.zeroize();
+                }
+                return Err(error);
+            }
+        }
+        Ok(read)
     }
 
     fn step(&mut self, out: &mut [u8]) -> Result<usize, VaultError> {
-        if let Some(ready) = self
-            .buf
-            .get(self.pos..self.filled)
-            .filter(|r| !r.is_empty())
-        {
+        if let Some(ready) = self.head.get(self.head_pos..).filter(|r| !r.is_empty()) {
             let n = ready.len().min(out.len());
             if let (Some(dst), Some(src)) = (out.get_mut(..n), ready.get(..n)) {
                 dst.copy_from_slice(src);
             }
-            self.pos += n;
+            self.head_pos += n;
+            if self.head_pos == self.head.len() {
+                // Spent: wiped now rather than when the download ends.
+                self.head = Zeroizing::new(Vec::new());
+                self.head_pos = 0;
+            }
             return Ok(n);
         }
-        if self.exhausted() {
-            return Ok(0);
-        }
-        let fits = (out.len() as u64) / self.chunk;
-        if fits >= DIRECT_CHUNKS {
-            let end = self.segment_end(fits.min(DIRECT_MAX_CHUNKS));
-            return self.decode(end, out);
-        }
-        self.fill_buffer()?;
-        self.step(out)
+        self.pull(out)
     }
 }
 
@@ -1507,9 +1627,9 @@ impl Read for MediaReader {
             Ok(read) => Ok(read),
             Err(error) => {
                 // Nothing unverified was handed out; what was buffered is wiped now.
-                self.buf.as_mut_slice().zeroize();
-                self.pos = 0;
-                self.filled = 0;
+                self.head = Zeroizing::new(Vec::new());
+                self.head_pos = 0;
+                self.opener = None;
                 self.failed = Some(replay(&error));
                 Err(error.into_io())
             }

@@ -742,6 +742,45 @@ fn a_tampered_or_cut_object_fails_to_download() {
 }
 
 #[test]
+fn the_last_bytes_of_a_download_wait_for_its_final_chunk() {
+    let t = portrait();
+    let alice = t.subject("alice", &[PORTRAIT]);
+    let app = t.service("portrait-app", &[PORTRAIT]);
+    // A whole number of chunks, larger than what is read ahead at once: the final chunk is empty.
+    let bytes = body(48 * CHUNK, 8);
+    let info = t.upload(alice, EFFECT, PORTRAIT, &bytes, &app);
+    // Its empty final chunk cut off: every byte of the object is still there and genuine.
+    let path = t.object_file(info.id);
+    let mut stored = std::fs::read(&path).unwrap();
+    stored.truncate(stored.len() - 16);
+    std::fs::write(&path, &stored).unwrap();
+    // A reader that stops after exactly as many bytes as it expects (as an HTTP response with a
+    // length does) still learns of the cut: the last read fails rather than hand out the end.
+    let download = t.download(info.id, PORTRAIT, None, &app);
+    let mut reader = download.reader;
+    let mut got = vec![0u8; bytes.len()];
+    let err = reader.read_exact(&mut got).unwrap_err();
+    assert_eq!(VaultError::from_io(err).code(), "crypto.truncated");
+    // A range that ends at the object's end opens the final chunk before the call returns.
+    let tail = t
+        .vault
+        .download_media(info.id, PORTRAIT, Some(MediaRange::Last(10)), &app)
+        .unwrap_err();
+    assert_eq!(tail.code(), "crypto.truncated");
+    // One that ends before it reads genuine bytes and says nothing of the end.
+    let early = t.download(
+        info.id,
+        PORTRAIT,
+        Some(MediaRange::From {
+            start: 0,
+            end: Some(40 * CHUNK as u64),
+        }),
+        &app,
+    );
+    assert_eq!(read_all(early.reader, CHUNK).unwrap(), bytes[..=40 * CHUNK]);
+}
+
+#[test]
 fn ranged_downloads_return_exactly_the_bytes_asked_for() {
     let t = portrait();
     let alice = t.subject("alice", &[PORTRAIT]);
