@@ -14,6 +14,7 @@ mod consent;
 mod disclosures;
 mod erasure;
 mod media;
+mod operation_logs;
 mod records;
 mod requests;
 mod retention;
