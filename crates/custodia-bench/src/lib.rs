@@ -50,6 +50,25 @@ pub struct Options {
     pub exe: Option<PathBuf>,
 }
 
+impl Options {
+    /// A fresh temporary directory for one run, under `work_dir` when given; removed when the
+    /// run closes it.
+    fn work_dir(&self) -> Result<tempfile::TempDir, BenchError> {
+        let builder = tempfile::Builder::new().prefix("custodia-bench-").clone();
+        Ok(match &self.work_dir {
+            Some(dir) => builder.tempdir_in(dir)?,
+            None => builder.tempdir()?,
+        })
+    }
+
+    /// Whether `--only` selects the figure `name` (by prefix, either way round).
+    fn wants(&self, name: &str) -> bool {
+        self.only
+            .as_deref()
+            .is_none_or(|only| name.starts_with(only) || only.starts_with(name))
+    }
+}
+
 /// Why a benchmark could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -79,21 +98,9 @@ pub enum BenchError {
 /// # Errors
 /// [`BenchError`] if any step fails; nothing is left behind in the work directory either way.
 pub fn vault(options: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report, BenchError> {
-    let work = match &options.work_dir {
-        Some(dir) => tempfile::Builder::new()
-            .prefix("custodia-bench-")
-            .tempdir_in(dir)?,
-        None => tempfile::Builder::new()
-            .prefix("custodia-bench-")
-            .tempdir()?,
-    };
+    let work = options.work_dir()?;
     let plan = measure::Plan::new(options.quick);
-    let wanted = |name: &str| {
-        options
-            .only
-            .as_deref()
-            .is_none_or(|only| name.starts_with(only) || only.starts_with(name))
-    };
+    let wanted = |name: &str| options.wants(name);
     let mut figures = Vec::new();
     if wanted("field") {
         progress("field_seal, field_open: DataKey against raw AES-256-GCM");
@@ -128,21 +135,9 @@ pub fn vault(options: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report
 /// # Errors
 /// [`BenchError`] if any step fails; nothing is left behind in the work directory either way.
 pub fn media(options: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report, BenchError> {
-    let work = match &options.work_dir {
-        Some(dir) => tempfile::Builder::new()
-            .prefix("custodia-bench-")
-            .tempdir_in(dir)?,
-        None => tempfile::Builder::new()
-            .prefix("custodia-bench-")
-            .tempdir()?,
-    };
+    let work = options.work_dir()?;
     let plan = media::MediaPlan::new(options.quick);
-    let wanted = |name: &str| {
-        options
-            .only
-            .as_deref()
-            .is_none_or(|only| name.starts_with(only) || only.starts_with(name))
-    };
+    let wanted = |name: &str| options.wants(name);
     let mut figures = Vec::new();
     if wanted("media_upload") || wanted("media_download") {
         progress(&format!(
@@ -181,21 +176,9 @@ pub fn media(options: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report
 /// # Errors
 /// [`BenchError`] if any step fails; nothing is left behind in the work directory either way.
 pub fn dsr(options: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report, BenchError> {
-    let work = match &options.work_dir {
-        Some(dir) => tempfile::Builder::new()
-            .prefix("custodia-bench-")
-            .tempdir_in(dir)?,
-        None => tempfile::Builder::new()
-            .prefix("custodia-bench-")
-            .tempdir()?,
-    };
+    let work = options.work_dir()?;
     let plan = dsr::DsrPlan::new(options.quick);
-    let wanted = |name: &str| {
-        options
-            .only
-            .as_deref()
-            .is_none_or(|only| name.starts_with(only) || only.starts_with(name))
-    };
+    let wanted = |name: &str| options.wants(name);
     let mut figures = Vec::new();
     if wanted("dsr_export") {
         progress(&format!(
@@ -226,14 +209,7 @@ pub fn gate(options: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report,
     let plan = measure::Plan::new(options.quick);
     progress("gate_in_process: decide() on the DeepPiano policy against a purpose lookup");
     let mut figures = vec![gate::run(&plan)?];
-    let work = match &options.work_dir {
-        Some(dir) => tempfile::Builder::new()
-            .prefix("custodia-bench-")
-            .tempdir_in(dir)?,
-        None => tempfile::Builder::new()
-            .prefix("custodia-bench-")
-            .tempdir()?,
-    };
+    let work = options.work_dir()?;
     figures.extend(http::run(work.path(), options.quick, progress)?);
     work.close()?;
     Ok(Report::new("gate", figures))
