@@ -8,8 +8,8 @@ use custodia_core::{
     RequestId, SubjectId, Timestamp,
 };
 use custodia_store::{
-    ApiKeyRow, CommitReceipt, ConsentEventKind, ConsentRow, DataStore, DisclosureRow, ExpiredCount,
-    HoldRow, LeaseRow, MediaRow, MediaState, MediaUpdate, Mutation, NotificationRow,
+    ApiKeyRow, CommitReceipt, ConsentEventKind, ConsentRow, DataStore, DisclosureRow, Expired,
+    ExpiredCount, HoldRow, LeaseRow, MediaRow, MediaState, MediaUpdate, Mutation, NotificationRow,
     NotificationUpdate, PolicyVersionRow, RecordRow, RequestFilter, RequestRow, RequestUpdate,
     StoreError, SubjectRow, SubjectUpdate, SweptMedia, SweptRecord, VerificationRow, WriteBatch,
 };
@@ -708,6 +708,51 @@ impl PgDataStore {
     }
 
     /// Chains `events` after the locked head and inserts them; returns the new head.
+    /// The sweep transaction records and media objects share: up to `limit` victims chosen by
+    /// `victims` (bound to `now` and the limit), `act` (bound to their ids) run on them all,
+    /// and one `retention_deleted` entry appended per victim, in one transaction. The victims
+    /// stay row-locked until the commit, so no other instance selects, changes or audits them;
+    /// the audit head is locked last, as in `commit`, so the two cannot deadlock.
+    fn take_expired<V: Expired>(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        actor: &str,
+        (victims, act): (&str, &str),
+        from_row: fn(&Row) -> Result<V, StoreError>,
+        what: &str,
+    ) -> Result<Vec<V>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.pool.with_conn(|conn| {
+            let mut tx = conn
+                .client
+                .transaction()
+                .with_context(|| format!("beginning a {what}"))?;
+            let victims = conn
+                .statements
+                .query(&mut tx, victims, &[&now.as_millis(), &self::limit(limit)])
+                .with_context(|| format!("selecting the victims of a {what}"))?
+                .iter()
+                .map(from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            if victims.is_empty() {
+                return Ok(victims);
+            }
+            let ids: Vec<&[u8]> = victims.iter().map(|v| v.id_bytes().as_slice()).collect();
+            conn.statements
+                .execute(&mut tx, act, &[&ids])
+                .with_context(|| format!("applying a {what}"))?;
+            let events = victims.iter().map(|v| v.audit_event(now, actor)).collect();
+            self.append(&mut tx, &mut conn.statements, events)?;
+            // Any error above returned early and dropped `tx`, which rolls everything back.
+            tx.commit()
+                .with_context(|| format!("committing a {what}"))?;
+            Ok(victims)
+        })
+    }
+
     fn append(
         &self,
         tx: &mut Transaction<'_>,
@@ -774,50 +819,14 @@ impl DataStore for PgDataStore {
         limit: usize,
         actor: &str,
     ) -> Result<Vec<SweptRecord>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        self.pool.with_conn(|conn| {
-            let mut tx = conn.client.transaction().context("beginning a sweep")?;
-            // The victims stay row-locked until the commit, so no other instance selects,
-            // deletes or audits them; the audit head is locked last, as in `commit`, so the
-            // two kinds of transaction cannot deadlock.
-            let victims = conn
-                .statements
-                .query(
-                    &mut tx,
-                    &self.sql.sweep_victims,
-                    &[&now.as_millis(), &self::limit(limit)],
-                )
-                .context("selecting expired records to sweep")?
-                .iter()
-                .map(swept_from_row)
-                .collect::<Result<Vec<_>, _>>()?;
-            if victims.is_empty() {
-                return Ok(victims);
-            }
-            let ids: Vec<&[u8]> = victims.iter().map(|v| v.id.as_bytes().as_slice()).collect();
-            conn.statements
-                .execute(&mut tx, &self.sql.sweep_delete, &[&ids])
-                .context("deleting swept records")?;
-            let events = victims
-                .iter()
-                .map(|victim| {
-                    retention_deleted(
-                        now,
-                        actor,
-                        victim.subject,
-                        &victim.category,
-                        victim.id.to_string(),
-                        &victim.rule,
-                    )
-                })
-                .collect();
-            self.append(&mut tx, &mut conn.statements, events)?;
-            // Any error above returned early and dropped `tx`, which rolls everything back.
-            tx.commit().context("committing a sweep")?;
-            Ok(victims)
-        })
+        self.take_expired(
+            now,
+            limit,
+            actor,
+            (&self.sql.sweep_victims, &self.sql.sweep_delete),
+            swept_from_row,
+            "sweep of expired records",
+        )
     }
 
     fn count_expired(&self, now: Timestamp) -> Result<Vec<ExpiredCount>, StoreError> {
@@ -874,52 +883,14 @@ impl DataStore for PgDataStore {
         limit: usize,
         actor: &str,
     ) -> Result<Vec<SweptMedia>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        self.pool.with_conn(|conn| {
-            let mut tx = conn
-                .client
-                .transaction()
-                .context("beginning a media claim")?;
-            // As in `sweep_expired`: the victims stay row-locked until the commit, so no other
-            // instance claims or audits them, and the audit head is locked last.
-            let victims = conn
-                .statements
-                .query(
-                    &mut tx,
-                    &self.sql.claim_victims,
-                    &[&now.as_millis(), &self::limit(limit)],
-                )
-                .context("selecting expired media objects to claim")?
-                .iter()
-                .map(claimed_from_row)
-                .collect::<Result<Vec<_>, _>>()?;
-            if victims.is_empty() {
-                return Ok(victims);
-            }
-            let ids: Vec<&[u8]> = victims.iter().map(|v| v.id.as_bytes().as_slice()).collect();
-            conn.statements
-                .execute(&mut tx, &self.sql.claim_media, &[&ids])
-                .context("claiming expired media objects")?;
-            let events = victims
-                .iter()
-                .map(|victim| {
-                    retention_deleted(
-                        now,
-                        actor,
-                        victim.subject,
-                        &victim.category,
-                        victim.id.to_string(),
-                        &victim.rule,
-                    )
-                })
-                .collect();
-            self.append(&mut tx, &mut conn.statements, events)?;
-            // Any error above returned early and dropped `tx`, which rolls everything back.
-            tx.commit().context("committing a media claim")?;
-            Ok(victims)
-        })
+        self.take_expired(
+            now,
+            limit,
+            actor,
+            (&self.sql.claim_victims, &self.sql.claim_media),
+            claimed_from_row,
+            "claim of expired media objects",
+        )
     }
 
     fn request(&self, id: RequestId) -> Result<Option<RequestRow>, StoreError> {
@@ -1241,22 +1212,6 @@ fn insert_record(
 }
 
 /// The audit entry for one record or media object deleted by retention.
-fn retention_deleted(
-    now: Timestamp,
-    actor: &str,
-    subject: SubjectId,
-    category: &str,
-    id: String,
-    rule: &str,
-) -> AuditEvent {
-    AuditEvent::new(EventKind::RetentionDeleted, now.as_millis())
-        .with_actor(actor)
-        .with_subject(subject.to_string())
-        .with_category(category.to_owned())
-        .with_record(id)
-        .with_rule(rule.to_owned())
-}
-
 fn insert_media(
     tx: &mut Transaction<'_>,
     statements: &mut StatementCache,

@@ -15,8 +15,8 @@ use custodia_core::{
     RequestId, SubjectId, Timestamp,
 };
 use custodia_store::{
-    ApiKeyRow, CommitReceipt, ConsentEventKind, ConsentRow, DataStore, DisclosureRow, ExpiredCount,
-    HoldRow, LeaseRow, MediaRow, MediaState, MediaUpdate, Mutation, NotificationRow,
+    ApiKeyRow, CommitReceipt, ConsentEventKind, ConsentRow, DataStore, DisclosureRow, Expired,
+    ExpiredCount, HoldRow, LeaseRow, MediaRow, MediaState, MediaUpdate, Mutation, NotificationRow,
     NotificationUpdate, PolicyVersionRow, RecordRow, RequestFilter, RequestRow, RequestUpdate,
     StoreError, SubjectRow, SubjectUpdate, SweptMedia, SweptRecord, VerificationRow, WriteBatch,
 };
@@ -331,6 +331,45 @@ impl SqliteDataStore {
     pub fn settings(&self) -> Result<Settings, StoreError> {
         self.db.settings()
     }
+
+    /// The sweep transaction records and media objects share: up to `limit` victims chosen by
+    /// `victims_sql` (bound to `now` and the limit), `act` applied to each, and one
+    /// `retention_deleted` entry appended per victim, all in one write transaction.
+    /// `BEGIN IMMEDIATE` serialises sweepers (and every commit) of every handle, so victims
+    /// are chosen, changed and audited without anyone else seeing or taking them in between.
+    fn take_expired<V: Expired>(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        actor: &str,
+        victims_sql: &str,
+        from_row: fn(&Row<'_>) -> rusqlite::Result<V>,
+        act: impl Fn(&Transaction<'_>, &V) -> Result<(), StoreError>,
+    ) -> Result<Vec<V>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.db.write(|tx| {
+            let stored_head = read_head(tx)?;
+            let victims = query_all(
+                tx,
+                victims_sql,
+                params![now.as_millis(), self::limit(limit)],
+                from_row,
+            )
+            .context("selecting expired rows to sweep")?;
+            if victims.is_empty() {
+                return Ok(victims);
+            }
+            let mut events = Vec::with_capacity(victims.len());
+            for victim in &victims {
+                act(tx, victim)?;
+                events.push(victim.audit_event(now, actor));
+            }
+            append_audit(tx, stored_head, events)?;
+            Ok(victims)
+        })
+    }
 }
 
 impl DataStore for SqliteDataStore {
@@ -366,33 +405,18 @@ impl DataStore for SqliteDataStore {
         limit: usize,
         actor: &str,
     ) -> Result<Vec<SweptRecord>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        // One write transaction: `BEGIN IMMEDIATE` serialises sweepers (and every commit) of
-        // every handle, so victims are chosen, deleted and audited without anyone else seeing
-        // or taking them in between.
-        self.db.write(|tx| {
-            let stored_head = read_head(tx)?;
-            let victims = query_all(
-                tx,
-                SWEEP_VICTIMS,
-                params![now.as_millis(), self::limit(limit)],
-                swept_from_row,
-            )
-            .context("selecting expired records to sweep")?;
-            if victims.is_empty() {
-                return Ok(victims);
-            }
-            let mut events = Vec::with_capacity(victims.len());
-            for victim in &victims {
+        self.take_expired(
+            now,
+            limit,
+            actor,
+            SWEEP_VICTIMS,
+            swept_from_row,
+            |tx, victim| {
                 delete(tx, DELETE_RECORD, victim.id.as_bytes())
-                    .with_context(|| format!("sweeping record {}", victim.id))?;
-                events.push(swept_event(victim, now, actor));
-            }
-            append_audit(tx, stored_head, events)?;
-            Ok(victims)
-        })
+                    .map(drop)
+                    .with_context(|| format!("sweeping record {}", victim.id))
+            },
+        )
     }
 
     fn count_expired(&self, now: Timestamp) -> Result<Vec<ExpiredCount>, StoreError> {
@@ -482,33 +506,19 @@ impl DataStore for SqliteDataStore {
         limit: usize,
         actor: &str,
     ) -> Result<Vec<SweptMedia>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        // One write transaction, as in `sweep_expired`: `BEGIN IMMEDIATE` serialises claims of
-        // every handle, so no object is claimed or audited twice.
-        self.db.write(|tx| {
-            let stored_head = read_head(tx)?;
-            let victims = query_all(
-                tx,
-                CLAIM_VICTIMS,
-                params![now.as_millis(), self::limit(limit)],
-                claimed_from_row,
-            )
-            .context("selecting expired media objects to claim")?;
-            if victims.is_empty() {
-                return Ok(victims);
-            }
-            let mut events = Vec::with_capacity(victims.len());
-            for victim in &victims {
+        self.take_expired(
+            now,
+            limit,
+            actor,
+            CLAIM_VICTIMS,
+            claimed_from_row,
+            |tx, victim| {
                 tx.prepare_cached(CLAIM_MEDIA)
                     .and_then(|mut stmt| stmt.execute(params![victim.id.as_bytes()]))
-                    .with_context(|| format!("claiming media object {}", victim.id))?;
-                events.push(claimed_event(victim, now, actor));
-            }
-            append_audit(tx, stored_head, events)?;
-            Ok(victims)
-        })
+                    .map(drop)
+                    .with_context(|| format!("claiming media object {}", victim.id))
+            },
+        )
     }
 
     fn request(&self, id: RequestId) -> Result<Option<RequestRow>, StoreError> {
@@ -1083,26 +1093,6 @@ fn append_audit(
         insert_entry(&mut insert, entry)?;
     }
     Ok(chain.head())
-}
-
-/// The audit event for one swept record.
-fn swept_event(victim: &SweptRecord, now: Timestamp, actor: &str) -> AuditEvent {
-    AuditEvent::new(EventKind::RetentionDeleted, now.as_millis())
-        .with_actor(actor)
-        .with_subject(victim.subject.to_string())
-        .with_category(victim.category.clone())
-        .with_record(victim.id.to_string())
-        .with_rule(victim.rule.clone())
-}
-
-/// The audit event for one claimed media object: what [`swept_event`] says of a record.
-fn claimed_event(victim: &SweptMedia, now: Timestamp, actor: &str) -> AuditEvent {
-    AuditEvent::new(EventKind::RetentionDeleted, now.as_millis())
-        .with_actor(actor)
-        .with_subject(victim.subject.to_string())
-        .with_category(victim.category.clone())
-        .with_record(victim.id.to_string())
-        .with_rule(victim.rule.clone())
 }
 
 fn insert_media(tx: &Transaction<'_>, row: &MediaRow) -> Result<(), StoreError> {

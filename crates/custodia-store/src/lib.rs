@@ -19,10 +19,10 @@ pub mod conformance;
 pub use error::StoreError;
 pub use rows::{
     ApiKeyRow, CommitReceipt, ConsentEventKind, ConsentRow, DataKeyKind, DataKeyRow, DisclosureRow,
-    EpochRow, ExpiredCount, HoldRow, KeyStoreMeta, LeaseRow, MediaRow, MediaState, MediaUpdate,
-    Mutation, NotificationRow, NotificationUpdate, PolicyVersionRow, RecordRow, RequestFilter,
-    RequestRow, RequestUpdate, SubjectRow, SubjectUpdate, SweptMedia, SweptRecord, VerificationRow,
-    WriteBatch,
+    EpochRow, Expired, ExpiredCount, HoldRow, KeyStoreMeta, LeaseRow, MediaRow, MediaState,
+    MediaUpdate, Mutation, NotificationRow, NotificationUpdate, PolicyVersionRow, RecordRow,
+    RequestFilter, RequestRow, RequestUpdate, SubjectRow, SubjectUpdate, SweptMedia, SweptRecord,
+    VerificationRow, WriteBatch,
 };
 
 use custodia_audit::{Anchor, AuditEntry, EventKind};

@@ -2,7 +2,7 @@
 //! plaintext columns are ids, policy keys (category, purpose, rule) and times, which the engine
 //! needs for retention and the gate without decrypting anything.
 
-use custodia_audit::{Anchor, AuditEvent};
+use custodia_audit::{Anchor, AuditEvent, EventKind};
 use custodia_core::{
     ApiKeyId, ConsentId, DisclosureId, HoldId, KeyId, LeaseId, MediaId, NotificationId, RecordId,
     RequestId, SubjectId, Timestamp,
@@ -522,6 +522,67 @@ pub struct SweptRecord {
     pub rule: String,
     /// Whether it was statutory (kept through an erasure until this expiry).
     pub statutory: bool,
+}
+
+/// What the sweeper takes, a record or a media object: backends share one sweep transaction
+/// (select the victims under lock, act on them, audit each) over this.
+pub trait Expired {
+    /// The victim's id, as stored.
+    fn id_bytes(&self) -> &[u8; 16];
+
+    /// Its [`RetentionDeleted`](EventKind::RetentionDeleted) audit event: subject, category,
+    /// id and rule, by `actor` at `now`.
+    fn audit_event(&self, now: Timestamp, actor: &str) -> AuditEvent;
+}
+
+fn retention_deleted(
+    now: Timestamp,
+    actor: &str,
+    subject: SubjectId,
+    category: &str,
+    id: String,
+    rule: &str,
+) -> AuditEvent {
+    AuditEvent::new(EventKind::RetentionDeleted, now.as_millis())
+        .with_actor(actor)
+        .with_subject(subject.to_string())
+        .with_category(category.to_owned())
+        .with_record(id)
+        .with_rule(rule.to_owned())
+}
+
+impl Expired for SweptRecord {
+    fn id_bytes(&self) -> &[u8; 16] {
+        self.id.as_bytes()
+    }
+
+    fn audit_event(&self, now: Timestamp, actor: &str) -> AuditEvent {
+        retention_deleted(
+            now,
+            actor,
+            self.subject,
+            &self.category,
+            self.id.to_string(),
+            &self.rule,
+        )
+    }
+}
+
+impl Expired for SweptMedia {
+    fn id_bytes(&self) -> &[u8; 16] {
+        self.id.as_bytes()
+    }
+
+    fn audit_event(&self, now: Timestamp, actor: &str) -> AuditEvent {
+        retention_deleted(
+            now,
+            actor,
+            self.subject,
+            &self.category,
+            self.id.to_string(),
+            &self.rule,
+        )
+    }
 }
 
 /// Due records of one category and rule, as [`DataStore::count_expired`](crate::DataStore::count_expired)
