@@ -46,7 +46,7 @@ const HOLD_COLUMNS: &str = "id, subject, category, reason, created_at, ends_at, 
 /// Columns of `media`, in the order [`media_from_row`] reads them.
 const MEDIA_COLUMNS: &str = "id, subject, category, purpose, key, wrapped_key, location, \
     content_type, size, stored_size, state, parent, created_at, processed_at, rule, expires_at, \
-    statutory, lease_id, lease_holder, lease_purpose, lease_granted_at, lease_expires_at";
+    statutory, lease_id, lease_holder, lease_purpose, lease_granted_at, lease_expires_at, digest";
 /// Columns of `requests`, in the order [`request_from_row`] reads them.
 const REQUEST_COLUMNS: &str = "id, subject, kind, state, law, received_at, acknowledge_by, \
     due_at, original_due_at, flags, verification_code_hash, verification_issued_at, \
@@ -270,11 +270,11 @@ impl Sql {
             ),
             insert_media: format!(
                 "INSERT INTO {s}.media ({MEDIA_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-                 $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+                 $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
             ),
             // COALESCE keeps a column when its update field is `None`; the lease columns change
-            // together when $7 says the lease changes (to $8..$12, all NULL to clear it), and
-            // $13 empties the key.
+            // together when $7 says the lease changes (to $8..$12, all NULL to clear it), $13
+            // empties the key and the digest, and $14 sets the digest.
             update_media: format!(
                 "UPDATE {s}.media SET state = COALESCE($2::text, state), \
                  size = COALESCE($3::bigint, size), \
@@ -286,7 +286,8 @@ impl Sql {
                  lease_purpose = CASE WHEN $7 THEN $10::text ELSE lease_purpose END, \
                  lease_granted_at = CASE WHEN $7 THEN $11::bigint ELSE lease_granted_at END, \
                  lease_expires_at = CASE WHEN $7 THEN $12::bigint ELSE lease_expires_at END, \
-                 wrapped_key = CASE WHEN $13::boolean THEN ''::bytea ELSE wrapped_key END \
+                 wrapped_key = CASE WHEN $13::boolean THEN ''::bytea ELSE wrapped_key END, \
+                 digest = CASE WHEN $13 THEN ''::bytea ELSE COALESCE($14::bytea, digest) END \
                  WHERE id = $1"
             ),
             delete_media: format!("DELETE FROM {s}.media WHERE id = $1"),
@@ -317,7 +318,7 @@ impl Sql {
             // Shreds the key and drops the lease along with the state change: a deleting object
             // can be neither read nor processed again.
             claim_media: format!(
-                "UPDATE {s}.media SET state = 'deleting', wrapped_key = ''::bytea, \
+                "UPDATE {s}.media SET state = 'deleting', wrapped_key = ''::bytea, digest = ''::bytea, \
                  lease_id = NULL, lease_holder = NULL, lease_purpose = NULL, \
                  lease_granted_at = NULL, lease_expires_at = NULL WHERE id = ANY($1)"
             ),
@@ -1252,6 +1253,7 @@ fn insert_media(
                 &lease.map(|l| l.purpose.as_str()),
                 &lease.map(|l| l.granted_at.as_millis()),
                 &lease.map(|l| l.expires_at.as_millis()),
+                &row.digest,
             ],
         )
         .map_err(|e| {
@@ -1307,6 +1309,7 @@ fn update_media(
                 &lease.map(|l| l.granted_at.as_millis()),
                 &lease.map(|l| l.expires_at.as_millis()),
                 &update.shred,
+                &update.digest,
             ],
         )
         .with_context(|| format!("updating media object {id}"))?;
@@ -1801,6 +1804,7 @@ fn media_from_row(row: &Row) -> Result<MediaRow, StoreError> {
         expires_at: opt_millis(row, 15, &what("expires_at"))?,
         statutory: column(row, 16, &what("statutory"))?,
         lease,
+        digest: column(row, 22, &what("digest"))?,
     })
 }
 

@@ -45,7 +45,7 @@ macro_rules! media_columns {
     () => {
         "id, subject, category, purpose, key, wrapped_key, location, content_type, size, \
          stored_size, state, parent, created_at, processed_at, rule, expires_at, statutory, \
-         lease_id, lease_holder, lease_purpose, lease_granted_at, lease_expires_at"
+         lease_id, lease_holder, lease_purpose, lease_granted_at, lease_expires_at, digest"
     };
 }
 
@@ -130,10 +130,11 @@ const INSERT_MEDIA: &str = concat!(
     "INSERT INTO media (",
     media_columns!(),
     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-     ?18, ?19, ?20, ?21, ?22)"
+     ?18, ?19, ?20, ?21, ?22, ?23)"
 );
 // COALESCE keeps a column when its update field is `None`; the lease columns change together
-// when ?7 says the lease changes (to ?8..?12, all NULL to clear it), and ?13 empties the key.
+// when ?7 says the lease changes (to ?8..?12, all NULL to clear it), ?13 empties the key and the
+// digest, and ?14 sets the digest.
 const UPDATE_MEDIA: &str = "UPDATE media SET \
     state = COALESCE(?2, state), \
     size = COALESCE(?3, size), \
@@ -145,7 +146,8 @@ const UPDATE_MEDIA: &str = "UPDATE media SET \
     lease_purpose = CASE WHEN ?7 THEN ?10 ELSE lease_purpose END, \
     lease_granted_at = CASE WHEN ?7 THEN ?11 ELSE lease_granted_at END, \
     lease_expires_at = CASE WHEN ?7 THEN ?12 ELSE lease_expires_at END, \
-    wrapped_key = CASE WHEN ?13 THEN X'' ELSE wrapped_key END \
+    wrapped_key = CASE WHEN ?13 THEN X'' ELSE wrapped_key END, \
+    digest = CASE WHEN ?13 THEN X'' ELSE COALESCE(?14, digest) END \
     WHERE id = ?1";
 const DELETE_MEDIA: &str = "DELETE FROM media WHERE id = ?1";
 const DELETE_RECORD: &str = "DELETE FROM records WHERE id = ?1";
@@ -248,7 +250,7 @@ const CLAIM_VICTIMS: &str = concat!(
 );
 // Shreds the key and drops the lease along with the state change: a deleting object can be
 // neither read nor processed again.
-const CLAIM_MEDIA: &str = "UPDATE media SET state = 'deleting', wrapped_key = X'', \
+const CLAIM_MEDIA: &str = "UPDATE media SET state = 'deleting', wrapped_key = X'', digest = X'', \
     lease_id = NULL, lease_holder = NULL, lease_purpose = NULL, lease_granted_at = NULL, \
     lease_expires_at = NULL WHERE id = ?1";
 const AUDIT_HEAD: &str = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
@@ -1124,6 +1126,7 @@ fn insert_media(tx: &Transaction<'_>, row: &MediaRow) -> Result<(), StoreError> 
                 lease.map(|l| l.purpose.as_str()),
                 lease.map(|l| l.granted_at.as_millis()),
                 lease.map(|l| l.expires_at.as_millis()),
+                row.digest,
             ])
         })
         .map_err(|e| {
@@ -1167,6 +1170,7 @@ fn update_media(tx: &Transaction<'_>, id: MediaId, update: &MediaUpdate) -> Resu
                 lease.map(|l| l.granted_at.as_millis()),
                 lease.map(|l| l.expires_at.as_millis()),
                 update.shred,
+                update.digest,
             ])
         })
         .with_context(|| format!("updating media object {id}"))?;
@@ -1668,6 +1672,7 @@ fn media_from_row(row: &Row<'_>) -> Result<MediaRow, StoreError> {
         expires_at: optional_timestamp(row, 15).with_context(|| read("expires_at"))?,
         statutory: row.get(16).with_context(|| read("statutory"))?,
         lease,
+        digest: row.get(22).with_context(|| read("digest"))?,
     })
 }
 

@@ -66,6 +66,10 @@ pub(crate) static DATA: Schema = Schema {
             version: 5,
             sql: include_str!("../migrations/data/005_requests.sql"),
         },
+        Migration {
+            version: 6,
+            sql: include_str!("../migrations/data/006_media_digest.sql"),
+        },
     ],
 };
 

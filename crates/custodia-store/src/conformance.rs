@@ -1298,6 +1298,7 @@ fn media_row(subject: SubjectId, key: KeyId, category: &str, created: i64) -> Me
         expires_at: None,
         statutory: false,
         lease: None,
+        digest: Vec::new(),
     }
 }
 
@@ -1344,6 +1345,7 @@ pub fn media_rows_round_trip_every_field(h: Harness) {
     output.wrapped_key = (0..=255).collect();
     output.location = "bucket/2025/ünïcödé path".to_owned();
     output.lease = Some(lease_row("transcription", 25, 35));
+    output.digest = (0..60).rev().collect();
     let mut shredded = media_row(owner.id, key, "user.content.photo", 30);
     shredded.state = MediaState::Deleting;
     shredded.wrapped_key = Vec::new();
@@ -1384,8 +1386,8 @@ pub fn media_rows_round_trip_every_field(h: Harness) {
 }
 
 /// An update changes exactly the fields it names: an empty one nothing; a lease is granted,
-/// kept through other updates, replaced and cleared; shredding empties the wrapped key and
-/// nothing else. Updating a missing object is not found and rolls the whole batch back.
+/// kept through other updates, replaced and cleared; shredding empties the wrapped key and the
+/// digest and nothing else. Updating a missing object is not found and rolls the whole batch back.
 pub fn media_updates_change_only_what_they_name(h: Harness) {
     let key = KeyId::random().unwrap();
     let owner = subject_row(key, 1);
@@ -1415,9 +1417,11 @@ pub fn media_updates_change_only_what_they_name(h: Harness) {
     expected.state = MediaState::Stored;
     expected.size = 1_234;
     expected.stored_size = 1_278;
+    expected.digest = vec![0xD1; 60];
     let got = apply(MediaUpdate {
         state: Some(MediaState::Stored),
         sizes: Some((1_234, 1_278)),
+        digest: Some(vec![0xD1; 60]),
         ..MediaUpdate::default()
     });
     assert_eq!(got, expected);
@@ -1457,13 +1461,17 @@ pub fn media_updates_change_only_what_they_name(h: Harness) {
     assert_eq!(got, expected, "the lease is cleared");
 
     expected.wrapped_key = Vec::new();
+    expected.digest = Vec::new();
     expected.state = MediaState::Deleting;
     let got = apply(MediaUpdate {
         state: Some(MediaState::Deleting),
         shred: true,
         ..MediaUpdate::default()
     });
-    assert_eq!(got, expected, "shredding empties the key and nothing else");
+    assert_eq!(
+        got, expected,
+        "shredding empties the key and the digest and nothing else"
+    );
 
     let err = h
         .data
@@ -1803,7 +1811,8 @@ pub fn claim_expired_media_claims_due_unheld_objects_and_audits_each(h: Harness)
     let key = KeyId::random().unwrap();
     let alice = subject_row(key, 1);
     let bob = subject_row(key, 2);
-    let late = expiring_media(alice.id, key, "user.content.photo", 30_000);
+    let mut late = expiring_media(alice.id, key, "user.content.photo", 30_000);
+    late.digest = vec![0xD1; 60];
     let mut early = expiring_media(bob.id, key, "user.content.audio_recording", 10_000);
     early.lease = Some(lease_row("transcription", 1, 60_000));
     let mut middle = expiring_media(alice.id, key, "user.content.transcript", 20_000);
@@ -1877,6 +1886,7 @@ pub fn claim_expired_media_claims_due_unheld_objects_and_audits_each(h: Harness)
         let mut expected = claimed.clone();
         expected.state = MediaState::Deleting;
         expected.wrapped_key = Vec::new();
+        expected.digest = Vec::new();
         expected.lease = None;
         assert_eq!(h.data.media(claimed.id).unwrap(), Some(expected));
     }

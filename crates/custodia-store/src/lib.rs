@@ -33,7 +33,7 @@ use custodia_core::{
 /// The data store's schema version this build writes (backends number the key store's and the
 /// keyring's schemas separately, each by its own migrations). A store at a newer version than a
 /// build knows is refused ([`StoreError::SchemaTooNew`]) rather than misread.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// Subjects, encrypted records and the audit chain.
 pub trait DataStore: Send + Sync + std::fmt::Debug {

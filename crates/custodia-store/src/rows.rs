@@ -437,6 +437,9 @@ pub struct MediaRow {
     pub statutory: bool,
     /// The current lease, if any (it may have expired).
     pub lease: Option<LeaseRow>,
+    /// The SHA-256 of the plaintext, when the uploader announced it and the upload matched it,
+    /// sealed by the vault; empty when unknown, and emptied when the object is shredded.
+    pub digest: Vec<u8>,
 }
 
 /// Changes to a media row; `None` leaves a field as it is.
@@ -452,7 +455,9 @@ pub struct MediaUpdate {
     pub processed_at: Option<Timestamp>,
     /// `Some(Some(lease))` grants a lease, `Some(None)` clears it.
     pub lease: Option<Option<LeaseRow>>,
-    /// `true` empties the wrapped key (crypto-shreds the object).
+    /// The sealed plaintext digest, set when the upload completes.
+    pub digest: Option<Vec<u8>>,
+    /// `true` empties the wrapped key and the sealed digest (crypto-shreds the object).
     pub shred: bool,
 }
 

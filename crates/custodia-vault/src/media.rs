@@ -56,7 +56,7 @@ use aws_lc_rs::digest;
 use custodia_audit::EventKind;
 use custodia_core::{LeaseId, MediaId, SubjectId, Timestamp};
 use custodia_crypto::stream::{CHUNK_OVERHEAD, HEADER_LEN};
-use custodia_crypto::{ChunkSize, CryptoError, SealingReader, StreamOpener};
+use custodia_crypto::{ChunkSize, CryptoError, DataKey, FieldContext, SealingReader, StreamOpener};
 use custodia_objects::{ObjectError, ObjectReader, ObjectStore};
 use custodia_policy::model::Trigger;
 use custodia_store::{
@@ -404,6 +404,39 @@ fn check_content_type(content_type: &str) -> Result<(), VaultError> {
 }
 
 /// Where an object's bytes go: `media/<subject id>/<media id>`.
+/// Seals an object's plaintext SHA-256 under the data key that wraps its key, bound to the
+/// subject, the category and the object (`<id>#sha-256`), so it opens for this object only and
+/// is gone with the subject's key.
+fn seal_digest(
+    data_key: &DataKey,
+    row: &MediaRow,
+    sha256: &[u8; 32],
+) -> Result<Vec<u8>, VaultError> {
+    let (subject, record) = (row.subject.to_string(), format!("{}#sha-256", row.id));
+    Ok(data_key.seal(&FieldContext::new(&subject, &row.category, &record), sha256)?)
+}
+
+/// The plaintext SHA-256 [`seal_digest`] sealed for `row`, if it has one. A sealed digest
+/// that does not open is [`VaultError::MediaCorrupt`].
+pub(crate) fn open_digest(
+    data_key: &DataKey,
+    row: &MediaRow,
+) -> Result<Option<[u8; 32]>, VaultError> {
+    if row.digest.is_empty() {
+        return Ok(None);
+    }
+    let (subject, record) = (row.subject.to_string(), format!("{}#sha-256", row.id));
+    let opened = data_key
+        .open(
+            &FieldContext::new(&subject, &row.category, &record),
+            &row.digest,
+        )
+        .map_err(|_| VaultError::MediaCorrupt(row.id))?;
+    <[u8; 32]>::try_from(opened.as_slice())
+        .map(Some)
+        .map_err(|_| VaultError::MediaCorrupt(row.id))
+}
+
 fn location_of(subject: SubjectId, id: MediaId) -> Result<Location, VaultError> {
     Ok(Location::new(format!("media/{subject}/{id}"))?)
 }
@@ -519,6 +552,7 @@ impl Vault {
             expires_at: None,
             statutory,
             lease: None,
+            digest: Vec::new(),
         };
         if !created_keys.is_empty() {
             self.core.keys.insert_data_keys(&created_keys)?;
@@ -529,9 +563,15 @@ impl Vault {
             mutations: vec![Mutation::InsertMedia(row.clone())],
             audit: Vec::new(),
         })?;
+        // A digest the body matched is kept, sealed, for exports to name without hashing the
+        // object again (the stream's authentication proves the bytes are still the ones hashed).
+        let digest = new
+            .expected_sha256
+            .map(|sha256| seal_digest(data_key, &row, &sha256))
+            .transpose()?;
         let stored = self
             .put_body(objects.as_ref(), &location, &media_key, &id_text, new, body)
-            .and_then(|sizes| self.commit_stored(row, sizes, expires_at, actor));
+            .and_then(|sizes| self.commit_stored(row, sizes, digest, expires_at, actor));
         match stored {
             Ok(info) => Ok(info),
             Err(error) => {
@@ -589,6 +629,7 @@ impl Vault {
         &self,
         row: MediaRow,
         sizes: (u64, u64),
+        digest: Option<Vec<u8>>,
         expires_at: Option<Timestamp>,
         actor: &str,
     ) -> Result<MediaInfo, VaultError> {
@@ -607,6 +648,7 @@ impl Vault {
                     update: MediaUpdate {
                         state: Some(MediaState::Stored),
                         sizes: Some(sizes),
+                        digest,
                         expires_at,
                         ..MediaUpdate::default()
                     },

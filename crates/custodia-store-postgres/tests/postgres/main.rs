@@ -912,6 +912,7 @@ fn a_version_3_data_schema_is_migrated_on_connect() {
         expires_at: Some(Timestamp::from_millis(10)),
         statutory: false,
         lease: None,
+        digest: Vec::new(),
     };
     data.commit(WriteBatch {
         mutations: vec![Mutation::InsertMedia(media.clone())],

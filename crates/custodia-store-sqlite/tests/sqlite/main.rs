@@ -504,6 +504,7 @@ fn a_version_3_data_store_is_migrated_on_open() {
         expires_at: Some(at(10)),
         statutory: false,
         lease: None,
+        digest: Vec::new(),
     };
     data.commit(WriteBatch {
         mutations: vec![Mutation::InsertMedia(media.clone())],

@@ -1149,6 +1149,7 @@ fn the_sweeper_finishes_what_a_crash_left_behind() {
                 expires_at: None,
                 statutory: false,
                 lease: None,
+                digest: Vec::new(),
             })],
             audit: Vec::new(),
         })
