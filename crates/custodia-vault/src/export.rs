@@ -6,21 +6,31 @@
 //! | file | what |
 //! |---|---|
 //! | `profile.json` | the sealed profile (external id, jurisdiction, birth date or age band, guardian) and the account's times |
-//! | `records.json`, `records.csv` | every record still held (expired ones the sweeper has not reached yet too), decrypted; a value that is not UTF-8 text is base64 with `encoding = "base64"` |
 //! | `consents.json` | the consent ledger, oldest first |
 //! | `receipts/<consent id>.json` | each ledger event's ISO/IEC TS 27560 receipt, under the policy version it was given under |
 //! | `media/<media id>.<ext>` | each stored or processed media object, decrypted (stored uncompressed) |
+//! | `records.json`, `records.csv` | every record still held (expired ones the sweeper has not reached yet too), decrypted; a value that is not UTF-8 text is base64 with `encoding = "base64"` (stored uncompressed) |
 //! | `media.csv` | one line per media object: metadata, file name, size and SHA-256 |
 //! | `disclosures.json`, `disclosures.csv` | every hand-over of the subject's data to a processor or an authority |
 //! | `purposes.json` | the categories held, the purposes and retention rules that apply to them, who receives them |
 //! | `requests.json` | the subject's data-subject requests with what was asked |
 //! | `manifest.json` | written last: the format, the subject's pseudonymous id, the policy version, when, counts, and the size and SHA-256 of every other file |
 //!
-//! **Memory** stays bounded whatever the media: each object streams from object storage through
-//! its verifying decryptor into its zip entry in 64 KiB steps (the zip writer seeks back to patch
-//! each entry's header instead of buffering it), so the output must be [`Write`] + [`Seek`]. JSON
-//! and CSV entries are deflated as they are written; records are read once (their rows are in
-//! memory, as for [`Vault::read_records`]).
+//! **Streaming**: the archive is written front to back and never sought in (each entry's sizes
+//! and CRC follow it in a data descriptor), so `out` can be a file, a pipe or an HTTP response,
+//! and no plaintext copy need touch a disk on the way. **Memory** stays bounded whatever the
+//! media: each object streams from object storage through its verifying decryptor into its entry
+//! in 64 KiB steps. Records are read once (their rows are in memory, as for
+//! [`Vault::read_records`]); their two tables are rendered in memory on a thread of their own
+//! while the media stream, which mostly wait on storage, and are written after them,
+//! uncompressed (deflating them would put back the time the thread saves). The other JSON and
+//! CSV entries are small and deflated as they are written, at the fastest level.
+//!
+//! **Digests**: the manifest's SHA-256 of a media object whose uploader announced its digest
+//! (`Content-Digest`, checked at upload and kept sealed) is that digest: the object's stream is
+//! authenticated chunk by chunk up to its final chunk, so the bytes written are exactly the ones
+//! that were hashed, and hashing them again would only cost time. Every other file is hashed as
+//! it is written.
 //!
 //! **Audit**: one `record_read` entry for the profile, one per category of records
 //! (`outcome = "export records=N"`), one for the requests' sealed details and one per media
@@ -51,6 +61,7 @@ use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
 use crate::error::VaultError;
+use crate::media::open_digest;
 use crate::retention;
 use crate::vault::{PROFILE_CATEGORY, Vault};
 
@@ -67,6 +78,11 @@ const COPY_BUFFER: usize = 64 * 1024;
 /// The buffer in front of each zip entry, so small JSON and CSV writes reach the deflater in
 /// large steps.
 const ENTRY_BUFFER: usize = 64 * 1024;
+
+/// The deflate level of JSON and CSV entries: the fastest. Tables of short values shrink about
+/// as well at 1 as at the default 6, at a fraction of the time, and an export's time is what
+/// the subject waits for.
+const TEXT_COMPRESSION_LEVEL: i64 = 1;
 
 /// What an export holds: written as `manifest.json`, the archive's last file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -154,17 +170,20 @@ fn json_error(error: serde_json::Error) -> VaultError {
     VaultError::ExportIo(io::Error::from(error))
 }
 
-/// A zip entry being written: counts and hashes what goes through.
+/// A zip entry being written: counts what goes through, and hashes it unless its digest is
+/// already known.
 struct Entry<'z, W: Write + Seek> {
     zip: &'z mut ZipWriter<W>,
-    hash: digest::Context,
+    hash: Option<digest::Context>,
     bytes: u64,
 }
 
 impl<W: Write + Seek> Write for Entry<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let written = self.zip.write(buf)?;
-        self.hash.update(buf.get(..written).unwrap_or_default());
+        if let Some(hash) = &mut self.hash {
+            hash.update(buf.get(..written).unwrap_or_default());
+        }
         self.bytes = self.bytes.saturating_add(written as u64);
         Ok(written)
     }
@@ -181,27 +200,33 @@ struct Archive<W: Write + Seek> {
 }
 
 impl<W: Write + Seek> Archive<W> {
-    /// Writes one file through `body`; stored files (media) are not compressed.
+    /// Writes one file through `body`; stored files (media) are not compressed. `known` is the
+    /// content's SHA-256 when it is known already (a media object's verified upload digest):
+    /// the content is then not hashed again.
     fn file(
         &mut self,
         name: &str,
         stored: bool,
         large: bool,
+        known: Option<[u8; 32]>,
         body: impl FnOnce(&mut dyn Write) -> Result<(), VaultError>,
     ) -> Result<&ExportedFile, VaultError> {
-        let method = if stored {
-            CompressionMethod::Stored
+        let (method, level) = if stored {
+            (CompressionMethod::Stored, None)
         } else {
-            CompressionMethod::Deflated
+            (CompressionMethod::Deflated, Some(TEXT_COMPRESSION_LEVEL))
         };
         let options = SimpleFileOptions::default()
             .compression_method(method)
+            .compression_level(level)
             .large_file(large)
             .unix_permissions(0o600);
         self.zip.start_file(name, options).map_err(zip_error)?;
         let entry = Entry {
             zip: &mut self.zip,
-            hash: digest::Context::new(&digest::SHA256),
+            hash: known
+                .is_none()
+                .then(|| digest::Context::new(&digest::SHA256)),
             bytes: 0,
         };
         let mut buffered = BufWriter::with_capacity(ENTRY_BUFFER, entry);
@@ -210,10 +235,15 @@ impl<W: Write + Seek> Archive<W> {
             .into_inner()
             .map_err(|error| io_error(error.into_error()))?;
         let Entry { hash, bytes, .. } = entry;
+        let sha256 = match (hash, known) {
+            (Some(hash), _) => hex(hash.finish().as_ref()),
+            (None, Some(known)) => hex(&known),
+            (None, None) => return Err(VaultError::ExportIo(io::Error::other("no digest"))),
+        };
         self.files.push(ExportedFile {
             name: name.to_owned(),
             bytes,
-            sha256: hex(hash.finish().as_ref()),
+            sha256,
         });
         self.files
             .last()
@@ -222,7 +252,7 @@ impl<W: Write + Seek> Archive<W> {
 
     /// Writes a pretty-printed JSON file.
     fn json(&mut self, name: &str, value: &impl Serialize) -> Result<(), VaultError> {
-        self.file(name, false, false, |out| {
+        self.file(name, false, false, None, |out| {
             serde_json::to_writer_pretty(&mut *out, value).map_err(json_error)?;
             out.write_all(b"\n").map_err(io_error)
         })?;
@@ -248,15 +278,60 @@ fn csv_line(out: &mut dyn Write, fields: &[&str]) -> Result<(), VaultError> {
     out.write_all(b"\r\n").map_err(io_error)
 }
 
-/// A value as text: UTF-8 as it is, anything else base64 (`("base64", ...)`).
-pub(crate) fn encode_value(value: &[u8]) -> (&'static str, Zeroizing<String>) {
-    match std::str::from_utf8(value) {
-        Ok(text) => ("utf8", Zeroizing::new(text.to_owned())),
-        Err(_) => (
-            "base64",
-            Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(value)),
-        ),
+/// A value as text: UTF-8 as it is (borrowed), anything else base64 (wiped when dropped).
+pub(crate) enum EncodedValue<'a> {
+    Utf8(&'a str),
+    Base64(Zeroizing<String>),
+}
+
+impl EncodedValue<'_> {
+    /// `utf8` or `base64`, as the export's `encoding` column says.
+    pub(crate) fn encoding(&self) -> &'static str {
+        match self {
+            Self::Utf8(_) => "utf8",
+            Self::Base64(_) => "base64",
+        }
     }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Self::Utf8(text) => text,
+            Self::Base64(text) => text.as_str(),
+        }
+    }
+}
+
+/// A value as text: UTF-8 as it is, anything else base64.
+pub(crate) fn encode_value(value: &[u8]) -> EncodedValue<'_> {
+    match std::str::from_utf8(value) {
+        Ok(text) => EncodedValue::Utf8(text),
+        Err(_) => EncodedValue::Base64(Zeroizing::new(
+            base64::engine::general_purpose::STANDARD.encode(value),
+        )),
+    }
+}
+
+/// Serializes through `Display` straight into the output, without an intermediate string.
+struct Shown<T>(T);
+
+impl<T: std::fmt::Display> Serialize for Shown<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+/// One line of `records.json`.
+#[derive(Serialize)]
+struct RecordLine<'a> {
+    id: Shown<custodia_core::RecordId>,
+    category: &'a str,
+    purpose: &'a str,
+    collected_at: Shown<Timestamp>,
+    expires_at: Option<Shown<Timestamp>>,
+    rule: &'a str,
+    statutory: bool,
+    encoding: &'static str,
+    value: &'a str,
 }
 
 fn time(at: Timestamp) -> String {
@@ -299,19 +374,21 @@ struct Decrypted {
 }
 
 impl Decrypted {
-    fn to_json(&self) -> Value {
-        let (encoding, value) = encode_value(&self.value);
-        json!({
-            "id": self.row.id.to_string(),
-            "category": self.row.category,
-            "purpose": self.row.purpose,
-            "collected_at": time(self.row.collected_at),
-            "expires_at": self.row.expires_at.map(time),
-            "rule": self.row.rule,
-            "statutory": self.row.statutory,
-            "encoding": encoding,
-            "value": value.as_str(),
-        })
+    /// Writes the record as one line of JSON.
+    fn write_json(&self, out: &mut dyn Write) -> Result<(), VaultError> {
+        let value = encode_value(&self.value);
+        let line = RecordLine {
+            id: Shown(self.row.id),
+            category: &self.row.category,
+            purpose: &self.row.purpose,
+            collected_at: Shown(self.row.collected_at),
+            expires_at: self.row.expires_at.map(Shown),
+            rule: &self.row.rule,
+            statutory: self.row.statutory,
+            encoding: value.encoding(),
+            value: value.as_str(),
+        };
+        serde_json::to_writer(out, &line).map_err(json_error)
     }
 }
 
@@ -319,7 +396,7 @@ impl Vault {
     /// Writes everything held about `subject` to `out` as a zip archive (see the module
     /// documentation) and returns its manifest. Every read is audited, by `actor`. The subject
     /// must exist and not be erased; a subject with media needs the media store.
-    pub fn export_subject<W: Write + Seek>(
+    pub fn export_subject<W: Write>(
         &self,
         subject: SubjectId,
         out: &mut W,
@@ -331,9 +408,6 @@ impl Vault {
         let policy = self.policy();
         let subject_text = subject.to_string();
 
-        // Everything is read and decrypted before anything is written, and the reads are
-        // audited before any plaintext leaves the vault.
-        let records = self.decrypt_all(subject, &subject_text)?;
         let media: Vec<MediaRow> = self
             .core
             .data
@@ -346,6 +420,9 @@ impl Vault {
         } else {
             Some(self.objects.clone().ok_or(VaultError::MediaStoreMissing)?)
         };
+        // Everything is read and decrypted before anything is written, and the reads are
+        // audited before any plaintext leaves the vault.
+        let records = self.decrypt_all(subject, &subject_text)?;
         let consents = self.core.data.consents_of(subject)?;
         let disclosures = self.core.data.disclosures_of(subject)?;
         let requests = self.subject_requests(subject)?;
@@ -388,7 +465,7 @@ impl Vault {
         })?;
 
         let mut archive = Archive {
-            zip: ZipWriter::new(out),
+            zip: ZipWriter::new_stream(out),
             files: Vec::new(),
         };
         let mut counts = ExportCounts::default();
@@ -410,54 +487,12 @@ impl Vault {
         )?;
 
         counts.records = records.len() as u64;
-        archive.file("records.json", false, false, |out| {
-            out.write_all(b"[").map_err(io_error)?;
-            for (index, record) in records.iter().enumerate() {
-                out.write_all(if index == 0 { b"\n  " } else { b",\n  " })
-                    .map_err(io_error)?;
-                serde_json::to_writer(&mut *out, &record.to_json()).map_err(json_error)?;
-            }
-            out.write_all(b"\n]\n").map_err(io_error)
-        })?;
-        archive.file("records.csv", false, false, |out| {
-            csv_line(
-                out,
-                &[
-                    "id",
-                    "category",
-                    "purpose",
-                    "collected_at",
-                    "expires_at",
-                    "rule",
-                    "statutory",
-                    "encoding",
-                    "value",
-                ],
-            )?;
-            for record in &records {
-                let (encoding, value) = encode_value(&record.value);
-                csv_line(
-                    out,
-                    &[
-                        &record.row.id.to_string(),
-                        &record.row.category,
-                        &record.row.purpose,
-                        &time(record.row.collected_at),
-                        &time_or_empty(record.row.expires_at),
-                        &record.row.rule,
-                        if record.row.statutory {
-                            "true"
-                        } else {
-                            "false"
-                        },
-                        encoding,
-                        &value,
-                    ],
-                )?;
-            }
-            Ok(())
-        })?;
-        drop(records);
+        // The records' tables are rendered on a thread of their own while the media stream
+        // (which mostly waits on storage), and written after them.
+        let tables = std::thread::Builder::new()
+            .name("custodia-export-tables".to_owned())
+            .spawn(move || render_records(&records))
+            .map_err(io_error)?;
 
         counts.consents = consents.len() as u64;
         let ledger: Vec<Value> = consents.iter().map(consent_json).collect();
@@ -486,7 +521,8 @@ impl Vault {
                     extension_for(&object.content_type)
                 );
                 let large = object.size >= u64::from(u32::MAX);
-                let file = archive.file(&name, true, large, |out| {
+                let known = open_digest(&self.core.load_key(object.key, object.subject)?, object)?;
+                let file = archive.file(&name, true, large, known, |out| {
                     copy_media(&mut reader, out, &mut buffer)
                 })?;
                 if file.bytes != object.size {
@@ -497,7 +533,15 @@ impl Vault {
                 media_lines.push((object, name, file.sha256.clone()));
             }
         }
-        archive.file("media.csv", false, false, |out| {
+        let tables = tables
+            .join()
+            .map_err(|_| io_error(io::Error::other("rendering the records failed")))??;
+        for (name, table) in [("records.json", &tables.json), ("records.csv", &tables.csv)] {
+            archive.file(name, true, false, Some(table.sha256), |out| {
+                out.write_all(&table.bytes).map_err(io_error)
+            })?;
+        }
+        archive.file("media.csv", false, false, None, |out| {
             csv_line(
                 out,
                 &[
@@ -544,7 +588,7 @@ impl Vault {
         counts.disclosures = disclosures.len() as u64;
         let disclosed: Vec<Value> = disclosures.iter().map(disclosure_json).collect();
         archive.json("disclosures.json", &disclosed)?;
-        archive.file("disclosures.csv", false, false, |out| {
+        archive.file("disclosures.csv", false, false, None, |out| {
             csv_line(
                 out,
                 &[
@@ -600,6 +644,7 @@ impl Vault {
         };
         let options = SimpleFileOptions::default()
             .compression_method(CompressionMethod::Deflated)
+            .compression_level(Some(TEXT_COMPRESSION_LEVEL))
             .unix_permissions(0o600);
         archive
             .zip
@@ -663,6 +708,82 @@ impl Vault {
         }
         Ok(receipts)
     }
+}
+
+/// A table rendered in memory (wiped when dropped), with its SHA-256.
+struct Table {
+    bytes: Zeroizing<Vec<u8>>,
+    sha256: [u8; 32],
+}
+
+impl Table {
+    fn of(bytes: Vec<u8>) -> Result<Self, VaultError> {
+        let bytes = Zeroizing::new(bytes);
+        let sha256 = <[u8; 32]>::try_from(digest::digest(&digest::SHA256, &bytes).as_ref())
+            .map_err(|_| io_error(io::Error::other("SHA-256 is not 32 bytes")))?;
+        Ok(Self { bytes, sha256 })
+    }
+}
+
+/// `records.json` and `records.csv`.
+struct RecordTables {
+    json: Table,
+    csv: Table,
+}
+
+/// Renders `records.json` and `records.csv`. They are stored in the archive as they are:
+/// rendering them beside the media (see [`Vault::export_subject`]) takes them out of the
+/// export's time, deflating them would put them back.
+fn render_records(records: &[Decrypted]) -> Result<RecordTables, VaultError> {
+    let mut json = Vec::with_capacity(records.len().saturating_mul(256));
+    json.extend_from_slice(b"[");
+    for (index, record) in records.iter().enumerate() {
+        json.extend_from_slice(if index == 0 { b"\n  " } else { b",\n  " });
+        record.write_json(&mut json)?;
+    }
+    json.extend_from_slice(b"\n]\n");
+    let json = Table::of(json)?;
+
+    let mut csv = Vec::with_capacity(records.len().saturating_mul(160));
+    csv_line(
+        &mut csv,
+        &[
+            "id",
+            "category",
+            "purpose",
+            "collected_at",
+            "expires_at",
+            "rule",
+            "statutory",
+            "encoding",
+            "value",
+        ],
+    )?;
+    for record in records {
+        let value = encode_value(&record.value);
+        csv_line(
+            &mut csv,
+            &[
+                &record.row.id.to_string(),
+                &record.row.category,
+                &record.row.purpose,
+                &time(record.row.collected_at),
+                &time_or_empty(record.row.expires_at),
+                &record.row.rule,
+                if record.row.statutory {
+                    "true"
+                } else {
+                    "false"
+                },
+                value.encoding(),
+                value.as_str(),
+            ],
+        )?;
+    }
+    Ok(RecordTables {
+        json,
+        csv: Table::of(csv)?,
+    })
 }
 
 /// Copies a media stream into its entry; a failure of the stream keeps its own code.
@@ -825,9 +946,9 @@ mod tests {
 
     #[test]
     fn values_are_text_or_base64() {
-        assert_eq!(encode_value(b"hello").0, "utf8");
-        let (encoding, text) = encode_value(&[0xff, 0x00]);
-        assert_eq!((encoding, text.as_str()), ("base64", "/wA="));
+        assert_eq!(encode_value(b"hello").encoding(), "utf8");
+        let text = encode_value(&[0xff, 0x00]);
+        assert_eq!((text.encoding(), text.as_str()), ("base64", "/wA="));
         assert_eq!(extension_for("audio/MPEG"), "mp3");
         assert_eq!(extension_for("application/x-unknown"), "bin");
         assert_eq!(hex(&[0x0a, 0xff]), "0aff");

@@ -80,7 +80,7 @@
 //! twice; recipients acknowledge by notification id, so a duplicate is harmless).
 
 use std::collections::{BTreeSet, HashSet};
-use std::io::{Seek, Write};
+use std::io::Write;
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
@@ -1121,7 +1121,7 @@ impl Vault {
     /// Fulfils a request, writing the export of an access, copy or portability request to
     /// `out` (a zip archive, see [`crate::export`]); other kinds leave `out` untouched. When this
     /// fails after writing, discard what was written.
-    pub fn fulfil_export_request<W: Write + Seek>(
+    pub fn fulfil_export_request<W: Write>(
         &self,
         id: RequestId,
         out: &mut W,
@@ -1130,7 +1130,7 @@ impl Vault {
         self.fulfil(id, Some(out), actor)
     }
 
-    fn fulfil<W: Write + Seek>(
+    fn fulfil<W: Write>(
         &self,
         id: RequestId,
         out: Option<&mut W>,

@@ -27,18 +27,15 @@
 //! `request.verification_locked` 423 (the code, not the caller, is locked, until a new one is
 //! sent; 429 would invite a retry that can never succeed).
 //!
-//! **The export's scratch file.** The zip writer seeks back to patch each entry's header, so the
-//! archive is written to a file, not to the connection: an anonymous file in the system's
-//! temporary directory (`TMPDIR`), created `0600` and without a name (`O_TMPFILE` on Linux;
-//! elsewhere unlinked as soon as created), so no other process can open it and nothing is left
-//! behind whatever happens: the kernel frees it when its one handle closes, after the response
-//! is streamed, on any error, when the client goes away, or when the process dies. The trade-off:
-//! the decrypted archive sits on that file system while it streams (on disk, its blocks stay
-//! until overwritten, as for any deleted file; a `tmpfs` or an encrypted volume for `TMPDIR`
-//! avoids that), and it needs room for the subject's whole archive, media included. In exchange
-//! memory stays flat whatever the size, and the answer carries a `Content-Length`.
+//! **The export streams.** The archive goes from the vault to the connection in 256 KiB frames
+//! as it is written (the zip is written front to back, sizes and CRCs in data descriptors), so
+//! no decrypted copy touches a disk and memory stays flat whatever the size. An error before the
+//! first frame is an ordinary JSON error; one after it breaks the body off (the client sees a
+//! truncated transfer, never a complete-looking archive) and leaves the request in progress, to
+//! be fulfilled again, as does a client that goes away. The answer is chunked: its length is not
+//! known until the last media object is written.
 
-use std::io::{self, BufWriter, Read, Seek, SeekFrom};
+use std::io::{self, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -70,7 +67,7 @@ pub const DEFAULT_LIST_LIMIT: usize = 1_000;
 /// Bytes per frame of a streamed export.
 const EXPORT_FRAME: usize = 256 * 1024;
 
-/// Frames in flight between the scratch file and the connection.
+/// Frames in flight between the export and the connection.
 const CHANNEL_FRAMES: usize = 4;
 
 /// A request to open.
@@ -663,40 +660,98 @@ pub async fn fulfil(
         Err(error) => return error.into_response(),
     };
     let vault = state.vault().clone();
-    let done = blocking(move || {
+    let (frames, mut rx) = mpsc::channel(CHANNEL_FRAMES);
+    let mut work = tokio::task::spawn_blocking(move || {
         let kind = vault.request(id)?.kind;
         if !kind.is_access_like() {
             let report = vault.fulfil_request(id, &admin.actor())?;
-            return Ok(Fulfilled::Report(Box::new(report.into())));
+            return Ok(Some(Box::new(FulfilmentView::from(report))));
         }
-        // Anonymous, 0600, gone when the handle closes (see the module documentation).
-        let file = tempfile::tempfile().map_err(|_| ApiError::Internal)?;
-        let mut out = BufWriter::with_capacity(EXPORT_FRAME, file);
-        vault.fulfil_export_request(id, &mut out, &admin.actor())?;
-        let mut file = out.into_inner().map_err(|_| ApiError::Internal)?;
-        let len = file
-            .seek(SeekFrom::End(0))
-            .map_err(|_| ApiError::Internal)?;
-        file.seek(SeekFrom::Start(0))
-            .map_err(|_| ApiError::Internal)?;
-        Ok(Fulfilled::Export { file, len })
-    })
-    .await;
-    match done {
-        Ok(Fulfilled::Report(report)) => Json(*report).into_response(),
-        Ok(Fulfilled::Export { file, len }) => export_response(id, file, len),
-        Err(error) => error.into_response(),
+        let mut out = FrameWriter {
+            frames,
+            pending: Vec::with_capacity(EXPORT_FRAME),
+            sent: false,
+        };
+        let done = vault
+            .fulfil_export_request(id, &mut out, &admin.actor())
+            .map_err(ApiError::from)
+            .and_then(|_| out.send_pending().map_err(|_| ApiError::Internal));
+        if let Err(error) = done {
+            if out.sent {
+                // The answer has begun: all that is left is to break it off, so the client
+                // sees an incomplete body, never a complete-looking archive.
+                tracing::warn!(target: "custodia::requests", code = error.code(), "export failed mid-stream; dropping the connection");
+                let _ = out
+                    .frames
+                    .blocking_send(Err(io::Error::other(error.code())));
+            }
+            return Err(error);
+        }
+        Ok(None)
+    });
+    // Whichever comes first: the export's first frame (answer 200 and stream the rest as it is
+    // written), or the end of the work (a report, an error before any byte of an export, which
+    // can still be a JSON error, or an export small enough to be all queued already). The
+    // work queues frames before it ends, so polling the frames first sees them whenever the
+    // work is done.
+    tokio::select! {
+        biased;
+        Some(first) = rx.recv() => export_response(id, first, rx),
+        done = &mut work => match done {
+            Ok(Ok(Some(report))) => Json(*report).into_response(),
+            Ok(Ok(None)) => match rx.try_recv() {
+                Ok(first) => export_response(id, first, rx),
+                Err(_) => ApiError::Internal.into_response(),
+            },
+            Ok(Err(error)) => error.into_response(),
+            Err(_) => ApiError::Internal.into_response(),
+        },
     }
 }
 
-/// What a fulfilment answers with.
-enum Fulfilled {
-    Report(Box<FulfilmentView>),
-    Export { file: std::fs::File, len: u64 },
+/// The export as it is written: whole frames sent to the response as they fill, so the archive
+/// goes from the vault to the connection without a copy anywhere else. A full channel blocks
+/// the writer (the client sets the pace); a closed one (the client went away) fails it, and
+/// the request stays in progress, to be fulfilled again.
+struct FrameWriter {
+    frames: mpsc::Sender<Result<Bytes, io::Error>>,
+    pending: Vec<u8>,
+    sent: bool,
+}
+
+impl FrameWriter {
+    fn send_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let frame = std::mem::replace(&mut self.pending, Vec::with_capacity(EXPORT_FRAME));
+        self.sent = true;
+        self.frames
+            .blocking_send(Ok(Bytes::from(frame)))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+    }
+}
+
+impl Write for FrameWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = EXPORT_FRAME.saturating_sub(self.pending.len());
+        let taken = buf.len().min(room);
+        self.pending
+            .extend_from_slice(buf.get(..taken).unwrap_or_default());
+        if self.pending.len() >= EXPORT_FRAME {
+            self.send_pending()?;
+        }
+        Ok(taken)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The export's frames, as a response body.
 struct ExportBody {
+    first: Option<Result<Bytes, io::Error>>,
     frames: mpsc::Receiver<Result<Bytes, io::Error>>,
 }
 
@@ -704,45 +759,29 @@ impl futures_core::Stream for ExportBody {
     type Item = Result<Bytes, io::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(first));
+        }
         self.frames.poll_recv(cx)
     }
 }
 
-/// Streams `file` into `frames` on the blocking pool; the file (and with it the scratch copy)
-/// is dropped when the last frame is sent, when reading fails, or when the client goes away.
-fn stream_file(mut file: std::fs::File, frames: &mpsc::Sender<Result<Bytes, io::Error>>) {
-    loop {
-        let mut frame = vec![0u8; EXPORT_FRAME];
-        match file.read(&mut frame) {
-            Ok(0) => return,
-            Ok(read) => {
-                frame.truncate(read);
-                if frames.blocking_send(Ok(Bytes::from(frame))).is_err() {
-                    return;
-                }
-            }
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => {
-                tracing::warn!(target: "custodia::requests", code = "export.io", "export failed mid-stream; dropping the connection");
-                let _ = frames.blocking_send(Err(io::Error::other("export.io")));
-                return;
-            }
-        }
-    }
-}
-
-/// The export as a streamed zip attachment.
-fn export_response(id: RequestId, file: std::fs::File, len: u64) -> Response {
-    let (frames, rx) = mpsc::channel(CHANNEL_FRAMES);
-    tokio::task::spawn_blocking(move || stream_file(file, &frames));
-    let mut response =
-        (StatusCode::OK, Body::from_stream(ExportBody { frames: rx })).into_response();
+/// The export as a streamed zip attachment, starting with `first`.
+fn export_response(
+    id: RequestId,
+    first: Result<Bytes, io::Error>,
+    frames: mpsc::Receiver<Result<Bytes, io::Error>>,
+) -> Response {
+    let body = ExportBody {
+        first: Some(first),
+        frames,
+    };
+    let mut response = (StatusCode::OK, Body::from_stream(body)).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/zip"),
     );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     if let Ok(value) = HeaderValue::from_str(&format!(
         "attachment; filename=\"custodia-export-{id}.zip\""
     )) {

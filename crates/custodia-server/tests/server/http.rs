@@ -64,14 +64,22 @@ impl Response {
     }
 }
 
+/// The chunks' content; a body the server broke off (no last chunk) yields what arrived, a
+/// partial chunk included.
 fn decode_chunked(mut body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let line_end = body.windows(2).position(|w| w == b"\r\n").unwrap();
+        let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
         let size_text = std::str::from_utf8(&body[..line_end]).unwrap();
         let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
         body = &body[line_end + 2..];
         if size == 0 {
+            return out;
+        }
+        if body.len() < size + 2 {
+            out.extend_from_slice(&body[..size.min(body.len())]);
             return out;
         }
         out.extend_from_slice(&body[..size]);

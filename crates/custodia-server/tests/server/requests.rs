@@ -204,6 +204,14 @@ impl Dsr {
     }
 }
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
 /// The archive's files by name.
 fn unzip(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
@@ -217,7 +225,7 @@ fn unzip(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
     files
 }
 
-/// The manifest, after checking it lists every other file with its size.
+/// The manifest, after checking it lists every other file with its size and SHA-256.
 fn manifest_of(files: &BTreeMap<String, Vec<u8>>) -> Value {
     let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
     let listed = manifest["files"].as_array().unwrap();
@@ -234,6 +242,11 @@ fn manifest_of(files: &BTreeMap<String, Vec<u8>>) -> Value {
             content.len() as u64,
             "{name}"
         );
+        assert_eq!(
+            file["sha256"].as_str().unwrap(),
+            sha256_hex(content),
+            "{name}"
+        );
     }
     manifest
 }
@@ -247,14 +260,86 @@ fn export_of(response: Response, id: &str) -> BTreeMap<String, Vec<u8>> {
         Some(format!("attachment; filename=\"custodia-export-{id}.zip\"").as_str())
     );
     assert_eq!(response.header("cache-control"), Some("no-store"));
-    assert_eq!(
-        response.header("content-length"),
-        Some(response.body.len().to_string().as_str())
-    );
+    // Streamed as it is written: its length is not known up front.
+    assert_eq!(response.header("content-length"), None);
     unzip(&response.body)
 }
 
 // --- DeepPiano ---------------------------------------------------------------------------------
+
+#[test]
+fn an_export_names_announced_digests_and_one_that_fails_midway_is_broken_off_and_stays_open() {
+    each("deeppiano.toml", |t| {
+        let s = t.subject_with(json!({ "external_id": "dp-broken" }));
+        t.write(&t.admin, &s, USERNAME, "account", "pianist43")
+            .expect(201);
+        // Announced: the manifest names the checked digest instead of hashing again (and
+        // `manifest_of` proves it is the content's).
+        let first = vec![3u8; 700_000];
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &first);
+        let announced = format!(
+            "sha-256=:{}:",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, digest.as_ref())
+        );
+        let first_id = t
+            .raw(
+                "POST",
+                &format!("/v1/subjects/{s}/media?category={PRACTICE}&purpose=cloud_storage"),
+                Some(&t.admin),
+                &[
+                    ("Content-Type", "audio/mpeg"),
+                    ("Content-Digest", announced.as_str()),
+                ],
+                Some(&first),
+            )
+            .expect(201)
+            .json()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let second = vec![4u8; 700_000];
+        let second_id = t.upload(&s, PRACTICE, "cloud_storage", &second);
+        let id = t.verified(&s, "access", json!({}));
+        let files = export_of(t.fulfil(&id), &id);
+        let manifest = manifest_of(&files);
+        assert_eq!(
+            manifest["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["name"] == format!("media/{first_id}.mp3"))
+                .unwrap()["sha256"],
+            sha256_hex(&first)
+        );
+        assert_eq!(files[&format!("media/{second_id}.mp3")], second);
+
+        // The second object altered in storage: the answer has begun (the first object fills
+        // frames) when the export fails, so it is broken off, never completed, and the request
+        // stays in progress, to be fulfilled again.
+        let stored = t
+            ._objects
+            .path()
+            .join("objects")
+            .join(format!("media/{s}/{second_id}"));
+        let mut bytes = std::fs::read(&stored).unwrap();
+        bytes[400_000] ^= 0x01;
+        std::fs::write(&stored, &bytes).unwrap();
+        let again = t.verified(&s, "access", json!({}));
+        let broken = t.fulfil(&again);
+        if broken.status == 200 {
+            assert!(
+                zip::ZipArchive::new(Cursor::new(&broken.body)).is_err(),
+                "a broken-off export must not read as a whole archive"
+            );
+        }
+        assert_eq!(t.request(&again)["state"], "in_progress");
+        bytes[400_000] ^= 0x01;
+        std::fs::write(&stored, &bytes).unwrap();
+        let files = export_of(t.fulfil(&again), &again);
+        assert_eq!(files[&format!("media/{second_id}.mp3")], second);
+        assert_eq!(t.request(&again)["state"], "fulfilled");
+    });
+}
 
 #[test]
 fn deeppiano_access_is_answered_with_a_zip_of_everything_held_by_its_due_date() {
