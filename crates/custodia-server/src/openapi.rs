@@ -84,7 +84,7 @@ const BEARER: &str = "bearer";
         (name = "retention", description = "The retention sweeper"),
         (name = "disclosures", description = "The disclosure log: hand-overs to processors and authorities, through the policy's sharing rules"),
         (name = "requests", description = "Data-subject requests: receipt with the law's due dates, the queue, identity verification by one-time code, actions, fulfilment (exports as zips) and the notices they send"),
-        (name = "notifications", description = "The outbox: erasure notices and verification codes delivered by signed webhooks, settled by acknowledgement or marked impossible"),
+        (name = "notifications", description = "The outbox: erasure, rectification and restriction notices to recipients and verification codes, delivered by signed webhooks, settled by acknowledgement or marked impossible"),
         (name = "system", description = "Health, metrics and this document"),
     )
 )]

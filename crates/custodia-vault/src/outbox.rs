@@ -4,20 +4,22 @@
 //!
 //! - [`Vault::queue_notification`] queues one message (a verification code for the subject, ...);
 //!   [`Vault::notify_recipients`] queues one `erasure_notice` per recipient in the subject's
-//!   disclosure log for an erasure or cancellation request.
+//!   disclosure log for an erasure or cancellation request; a rectification or a restriction
+//!   owes its recipients a `rectification_notice` (with the corrected values of what each
+//!   received) or a `restriction_notice` (GDPR Art. 19), queued with the request's own commit.
 //! - Payloads are sealed under the *outbox key*, derived from the root key
 //!   ([`custodia_crypto::RootKey::derived_key`]), not under the subject's key: an erasure notice
 //!   must still be deliverable after the subject is crypto-shredded. The associated data binds
 //!   each payload to its notification id and subject, so sealed payloads cannot be swapped
-//!   between rows. A payload is wiped once it is no longer needed: a verification code after
-//!   delivery, an erasure notice once settled.
+//!   between rows. A payload is wiped once it is no longer needed: a verification code or a
+//!   correction after delivery, an erasure or restriction notice once settled.
 //! - A deliverer (the server's webhook worker) calls [`Vault::claim_due_notifications`], which
 //!   leases due messages so two instances never send the same one at once, and reports each
 //!   attempt with [`Vault::record_delivery`]: failures retry with exponential backoff (1 minute,
 //!   doubling, at most 1 hour between attempts) and give up after [`MAX_ATTEMPTS`] (state
 //!   `failed`, which still holds the request open until the notice is marked impossible).
 //! - [`Vault::acknowledge_notification`] and [`Vault::mark_notification_impossible`] settle a
-//!   notice; once every erasure notice of a request is settled, the request moves from
+//!   notice; once every recipient notice of a request is settled, the request moves from
 //!   `waiting_on_recipients` to `fulfilled` ([`Vault::settle_recipients`]).
 //!
 //! All times come from the injected clock; every change is audited with pseudonymous ids, the
@@ -41,6 +43,14 @@ use crate::vault::{Vault, poisoned};
 
 /// The kind of an erasure notice to a recipient.
 pub const ERASURE_NOTICE: &str = "erasure_notice";
+/// The kind of a rectification notice to a recipient (GDPR Art. 19): what was corrected, as
+/// corrected, for the categories it received.
+pub const RECTIFICATION_NOTICE: &str = "rectification_notice";
+/// The kind of a restriction notice to a recipient (GDPR Art. 19).
+pub const RESTRICTION_NOTICE: &str = "restriction_notice";
+/// The notices a request owes the recipients of the subject's data, each of which it waits on
+/// until acknowledged or marked impossible.
+pub const RECIPIENT_NOTICES: [&str; 3] = [ERASURE_NOTICE, RECTIFICATION_NOTICE, RESTRICTION_NOTICE];
 /// The kind of an identity-verification code for the subject.
 pub const VERIFICATION_CODE: &str = "verification_code";
 /// The recipient name of messages to the subject themself (the operator's SMS or e-mail sender).
@@ -71,7 +81,7 @@ const SETTLE_RETRIES: usize = 4;
 pub enum NotificationState {
     /// Waiting for (another) delivery attempt.
     Pending,
-    /// Delivered; an erasure notice still waits for its acknowledgement.
+    /// Delivered; a recipient notice still waits for its acknowledgement.
     Delivered,
     /// The recipient acknowledged it.
     Acknowledged,
@@ -258,11 +268,24 @@ fn is_name(text: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// One recipient's part of a subject's disclosure log, for its erasure notice.
+/// One recipient's part of a subject's disclosure log, for the notices it is owed.
 struct RecipientLog {
     kind: String,
     categories: Vec<String>,
     disclosures: Vec<Value>,
+}
+
+/// What a request tells the recipients of the subject's data.
+pub(crate) struct RecipientNotice {
+    /// One of [`RECIPIENT_NOTICES`].
+    pub kind: &'static str,
+    /// Only the recipients that received at least one of these categories; all when `None`.
+    pub only: Option<std::collections::BTreeSet<String>>,
+    /// What the recipient is asked to do.
+    pub instruction: &'static str,
+    /// Items by category (a correction, ...): each recipient gets those of the categories it
+    /// received, as `items`.
+    pub items: Vec<(String, Value)>,
 }
 
 impl Vault {
@@ -372,10 +395,49 @@ impl Vault {
         request: &RequestRow,
         actor: &str,
     ) -> Result<Vec<NotificationRow>, VaultError> {
+        let notice = RecipientNotice {
+            kind: ERASURE_NOTICE,
+            only: None,
+            instruction: "Erase the personal data of this user that you received from us, and acknowledge this notice.",
+            items: Vec::new(),
+        };
+        let (existing, batch) = self.recipient_notices(request, &notice, actor)?;
+        let queued: Vec<NotificationRow> = batch
+            .mutations
+            .iter()
+            .filter_map(|mutation| match mutation {
+                Mutation::InsertNotification(row) => Some(row.clone()),
+                _ => None,
+            })
+            .collect();
+        if !queued.is_empty() {
+            self.core.data.commit(batch)?;
+        }
+        let mut all = existing;
+        all.extend(queued);
+        Ok(all)
+    }
+
+    /// The notices of `notice.kind` that `request` owes the recipients in the subject's
+    /// disclosure log (those that received one of `notice.only`'s categories, when set): the
+    /// ones queued before, and a batch (rows and audit entries, not committed) with one for
+    /// each recipient that has none yet. Authorities are not recipients (see
+    /// [`Vault::notify_recipients`]).
+    pub(crate) fn recipient_notices(
+        &self,
+        request: &RequestRow,
+        notice: &RecipientNotice,
+        actor: &str,
+    ) -> Result<(Vec<NotificationRow>, WriteBatch), VaultError> {
         let mut logs: BTreeMap<String, RecipientLog> = BTreeMap::new();
         let mut order: Vec<String> = Vec::new();
         for disclosure in self.core.data.disclosures_of(request.subject)? {
             if disclosure.recipient_kind == crate::disclosures::AUTHORITY {
+                continue;
+            }
+            if let Some(only) = &notice.only
+                && !disclosure.categories.iter().any(|c| only.contains(c))
+            {
                 continue;
             }
             let log = logs.entry(disclosure.recipient.clone()).or_insert_with(|| {
@@ -403,14 +465,15 @@ impl Vault {
             .data
             .notifications_of(request.id)?
             .into_iter()
-            .filter(|row| row.kind == ERASURE_NOTICE)
+            .filter(|row| row.kind == notice.kind)
             .collect();
         let missing: Vec<&String> = order
             .iter()
             .filter(|name| !existing.iter().any(|row| &row.recipient == *name))
             .collect();
+        let mut batch = WriteBatch::default();
         if missing.is_empty() {
-            return Ok(existing);
+            return Ok((existing, batch));
         }
         // The app's own id for the subject, while the profile can still be read.
         let external_id = match self.subject(request.subject) {
@@ -419,12 +482,10 @@ impl Vault {
             Err(other) => return Err(other),
         };
         let key = self.outbox_key()?;
-        let mut batch = WriteBatch::default();
-        let mut queued = Vec::with_capacity(missing.len());
         for name in missing {
             let Some(log) = logs.get(name) else { continue };
-            let payload = json!({
-                "type": ERASURE_NOTICE,
+            let mut payload = json!({
+                "type": notice.kind,
                 "request": request.id.to_string(),
                 "request_kind": request.kind,
                 "requested_at": request.received_at.to_string(),
@@ -434,27 +495,33 @@ impl Vault {
                 "recipient_kind": log.kind,
                 "categories": log.categories,
                 "disclosures": log.disclosures,
-                "instruction": "Erase the personal data of this user that you received from us, and acknowledge this notice.",
+                "instruction": notice.instruction,
             });
+            if !notice.items.is_empty()
+                && let Some(fields) = payload.as_object_mut()
+            {
+                // Only what this recipient received.
+                let items: Vec<&Value> = notice
+                    .items
+                    .iter()
+                    .filter(|(category, _)| log.categories.contains(category))
+                    .map(|(_, item)| item)
+                    .collect();
+                fields.insert("items".to_owned(), json!(items));
+            }
             let (row, event) = self.new_notification(
                 &key,
-                ERASURE_NOTICE,
+                notice.kind,
                 Some(request.id),
                 request.subject,
                 name,
                 &payload,
                 actor,
             )?;
-            batch
-                .mutations
-                .push(Mutation::InsertNotification(row.clone()));
+            batch.mutations.push(Mutation::InsertNotification(row));
             batch.audit.push(event);
-            queued.push(row);
         }
-        self.core.data.commit(batch)?;
-        let mut all = existing;
-        all.extend(queued);
-        Ok(all)
+        Ok((existing, batch))
     }
 
     /// Claims up to `limit` notifications due now for delivery, leasing each for `lease` (another
@@ -543,7 +610,9 @@ impl Vault {
         }
         let now = self.core.clock.now();
         let attempts = row.attempts.saturating_add(1);
-        let wipes_after_use = row.kind != ERASURE_NOTICE;
+        // An erasure notice keeps its payload until settled (it carries no value of the
+        // subject's); a correction's values and a code go once delivered.
+        let wipes_after_use = row.kind != ERASURE_NOTICE && row.kind != RESTRICTION_NOTICE;
         let (update, outcome_name, reasons) = match outcome {
             DeliveryOutcome::Delivered => (
                 NotificationUpdate {
@@ -604,7 +673,7 @@ impl Vault {
 
     /// The recipient acknowledged the notification (it has erased what it received): settled,
     /// its payload wiped. Repeating it changes nothing; a notification marked impossible cannot
-    /// be acknowledged. When it was the last unsettled erasure notice of its request, the request
+    /// be acknowledged. When it was the last unsettled recipient notice of its request, the request
     /// moves to `fulfilled`.
     pub fn acknowledge_notification(
         &self,
@@ -632,7 +701,7 @@ impl Vault {
     /// Marks a notification impossible to deliver or to have acted on, with the operator's
     /// `reason` (sealed, shown to operators): settled, its payload wiped. Repeating it keeps the
     /// first reason; an acknowledged notification cannot be marked impossible. When it was the
-    /// last unsettled erasure notice of its request, the request moves to `fulfilled`.
+    /// last unsettled recipient notice of its request, the request moves to `fulfilled`.
     pub fn mark_notification_impossible(
         &self,
         id: NotificationId,
@@ -700,8 +769,8 @@ impl Vault {
         Ok(())
     }
 
-    /// Moves `request` from `waiting_on_recipients` to `fulfilled` when every erasure notice of
-    /// it is acknowledged or impossible (audited as a `request_transition`); returns whether it
+    /// Moves `request` from `waiting_on_recipients` to `fulfilled` when every recipient notice
+    /// of it ([`RECIPIENT_NOTICES`]) is acknowledged or impossible (audited as a `request_transition`); returns whether it
     /// moved. Any other state, or a notice still unsettled, changes nothing. Safe to call at
     /// any time and from several instances at once: the move is checked against the request's
     /// version, so it happens once.
@@ -714,7 +783,9 @@ impl Vault {
                 return Ok(false);
             }
             for notice in self.core.data.notifications_of(request)? {
-                if notice.kind == ERASURE_NOTICE && !state_of(&notice)?.is_settled() {
+                if RECIPIENT_NOTICES.contains(&notice.kind.as_str())
+                    && !state_of(&notice)?.is_settled()
+                {
                     return Ok(false);
                 }
             }

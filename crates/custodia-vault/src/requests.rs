@@ -52,8 +52,12 @@
 //! a request already being fulfilled is refused at once (`request.conflict`).
 //! - access, copy, portability: the export of [`crate::export`], written to the caller's output;
 //! - rectification: the profile changes (re-sealed profile) and the named records' new values
-//!   (same id, category, purpose, collection time and expiry, re-sealed under the same key);
-//! - restriction: a `restricted` ledger event; objection: `objected` for the named purposes (by
+//!   (same id, category, purpose, collection time and expiry, re-sealed under the same key), and
+//!   a `rectification_notice` to each recipient in the disclosure log of a corrected category,
+//!   carrying the corrected values of the categories it received (GDPR Art. 19), queued in the
+//!   same commit; the request then waits on them as an erasure does;
+//! - restriction: a `restricted` ledger event and a `restriction_notice` to every recipient
+//!   (Art. 19), likewise; objection: `objected` for the named purposes (by
 //!   default every legitimate-interest and public-interest purpose); consent withdrawal:
 //!   `withdrawn` for the named purposes (by default every consent purpose currently given);
 //! - explanation: a JSON explanation of the policy's automated-decision purposes that apply to
@@ -105,7 +109,9 @@ use zeroize::Zeroizing;
 
 use crate::error::VaultError;
 use crate::export::ExportManifest;
-use crate::outbox::{SUBJECT_CHANNEL, VERIFICATION_CODE};
+use crate::outbox::{
+    RECTIFICATION_NOTICE, RESTRICTION_NOTICE, RecipientNotice, SUBJECT_CHANNEL, VERIFICATION_CODE,
+};
 use crate::profile::NewSubject;
 use crate::vault::{PROFILE_CATEGORY, Vault, poisoned};
 
@@ -1218,7 +1224,33 @@ impl Vault {
             }
             RequestKind::Rectification => {
                 let asked = rectification_of(&asked()?)?;
-                let changed = self.rectify(subject, &asked, &mut mutations, &mut audit, actor)?;
+                let mut corrections = Vec::new();
+                let changed = self.rectify(
+                    subject,
+                    &asked,
+                    &mut mutations,
+                    &mut audit,
+                    &mut corrections,
+                    actor,
+                )?;
+                // GDPR Art. 19: each recipient of a corrected category is told, in the same
+                // commit as the correction, and the request waits on them.
+                let only: BTreeSet<String> = corrections.iter().map(|(c, _)| c.clone()).collect();
+                if !only.is_empty() {
+                    let notice = RecipientNotice {
+                        kind: RECTIFICATION_NOTICE,
+                        only: Some(only),
+                        instruction: "Correct the personal data of this user that you received from us as given in `items`, and acknowledge this notice.",
+                        items: corrections,
+                    };
+                    waits = self.owe_recipients(
+                        &claimed,
+                        &notice,
+                        (&mut mutations, &mut audit),
+                        &mut report,
+                        actor,
+                    )?;
+                }
                 answer = Some(json!({ "rectified": changed }));
                 report.rectified = changed;
                 touches_gate = true;
@@ -1229,6 +1261,19 @@ impl Vault {
                 report.consent_events.push(event.id);
                 mutations.push(Mutation::InsertConsent(event));
                 audit.push(entry);
+                let notice = RecipientNotice {
+                    kind: RESTRICTION_NOTICE,
+                    only: None,
+                    instruction: "Restrict the processing of the personal data of this user that you received from us to storage, and acknowledge this notice.",
+                    items: Vec::new(),
+                };
+                waits = self.owe_recipients(
+                    &claimed,
+                    &notice,
+                    (&mut mutations, &mut audit),
+                    &mut report,
+                    actor,
+                )?;
                 answer = Some(json!({ "restricted": true }));
                 touches_gate = true;
             }
@@ -1320,6 +1365,34 @@ impl Vault {
         Ok(report)
     }
 
+    /// Adds the notices `notice` owes the recipients (those not queued yet) to the request's
+    /// commit, lists every one of them in `report`, and returns whether any is unsettled (the
+    /// request then waits on recipients).
+    fn owe_recipients(
+        &self,
+        request: &RequestRow,
+        notice: &RecipientNotice,
+        (mutations, audit): (&mut Vec<Mutation>, &mut Vec<AuditEvent>),
+        report: &mut FulfilmentReport,
+        actor: &str,
+    ) -> Result<bool, VaultError> {
+        let (existing, batch) = self.recipient_notices(request, notice, actor)?;
+        let mut unsettled = !batch.mutations.is_empty();
+        for row in &existing {
+            unsettled |= crate::outbox::NotificationState::parse(&row.state)
+                .is_none_or(|state| !state.is_settled());
+            report.notices.push(row.id);
+        }
+        for mutation in &batch.mutations {
+            if let Mutation::InsertNotification(row) = mutation {
+                report.notices.push(row.id);
+            }
+        }
+        mutations.extend(batch.mutations);
+        audit.extend(batch.audit);
+        Ok(unsettled)
+    }
+
     /// A ledger event made by a request, and its audit entry (as [`Vault::record_consent`]
     /// writes them).
     fn ledger_event(
@@ -1368,12 +1441,15 @@ impl Vault {
     }
 
     /// Adds a rectification's mutations and audit entries; returns what it changes.
+    /// Applies a rectification to `mutations` and `audit`; returns what changed, and adds to
+    /// `corrections` each corrected record as its recipients are told it (by category).
     fn rectify(
         &self,
         subject: SubjectId,
         asked: &Rectification,
         mutations: &mut Vec<Mutation>,
         audit: &mut Vec<AuditEvent>,
+        corrections: &mut Vec<(String, Value)>,
         actor: &str,
     ) -> Result<Vec<String>, VaultError> {
         let row = self.live_subject(subject)?;
@@ -1441,6 +1517,16 @@ impl Vault {
                     .with_rule(&record.rule)
                     .with_outcome("rectified"),
             );
+            let encoded = crate::export::encode_value(&value);
+            corrections.push((
+                record.category.clone(),
+                json!({
+                    "record": id_text,
+                    "category": record.category,
+                    "encoding": encoded.encoding(),
+                    "value": encoded.as_str(),
+                }),
+            ));
             // Same id, metadata and expiry; only the sealed value changes.
             mutations.push(Mutation::DeleteRecord(record.id));
             mutations.push(Mutation::InsertRecord(RecordRow {

@@ -1,7 +1,8 @@
 //! Settling outbox notifications (admin keys only): `POST /v1/notifications/{id}/ack` when a
-//! recipient confirms it acted on an erasure notice, `POST /v1/notifications/{id}/impossible`
-//! with the operator's reason when it never will (the recipient is gone, has no channel...).
-//! Once every erasure notice of a request is settled, the request moves from
+//! recipient confirms it acted on a notice (erasure, rectification, restriction),
+//! `POST /v1/notifications/{id}/impossible` with the operator's reason when it never will (the
+//! recipient is gone, has no channel...).
+//! Once every recipient notice of a request is settled, the request moves from
 //! `waiting_on_recipients` to `fulfilled`. Delivery itself is the [`outbox_worker`]'s.
 //!
 //! [`outbox_worker`]: crate::outbox_worker

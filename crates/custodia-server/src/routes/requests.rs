@@ -356,8 +356,8 @@ pub struct FulfilmentView {
     pub request: RequestView,
     /// Data keys destroyed (erasure).
     pub keys_destroyed: Option<usize>,
-    /// The erasure notices queued to recipients (erasure, account cancellation); follow them at
-    /// `GET /v1/requests/{id}/notifications`.
+    /// The notices queued to recipients (erasure, account cancellation, rectification,
+    /// restriction); follow them at `GET /v1/requests/{id}/notifications`.
     pub notices: Vec<String>,
     /// The consent-ledger events appended (restriction, objection, consent withdrawal).
     pub consent_events: Vec<String>,
@@ -797,7 +797,7 @@ fn export_response(
 }
 
 /// A request's outbox messages with their delivery state (admin keys only): verification codes,
-/// extension notices, and the erasure notices an erasure waits on. Never their payloads.
+/// extension notices, and the recipient notices a request waits on. Never their payloads.
 #[utoipa::path(
     get,
     path = "/v1/requests/{id}/notifications",

@@ -800,6 +800,132 @@ fn repeated_gdpr_requests_are_flagged_and_the_queue_shows_urgency() {
 
 // --- the gate ----------------------------------------------------------------------------------
 
+/// The notices a request owes the recipients, with their opened payloads, by recipient.
+fn recipient_notices(dsr: &Dsr, request: RequestId) -> BTreeMap<String, (String, Value)> {
+    dsr.vault
+        .claim_due_notifications(100, Duration::from_secs(60))
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.request == Some(request))
+        .map(|n| {
+            let payload: Value = serde_json::from_slice(&n.payload).unwrap();
+            (n.recipient.clone(), (n.kind.clone(), payload))
+        })
+        .collect()
+}
+
+#[test]
+fn recipients_are_told_of_a_rectification_and_a_restriction_and_the_request_waits_on_them() {
+    // GDPR Art. 19: a rectification reaches each recipient of a corrected category, with the
+    // corrected value; a restriction reaches every recipient; each request waits until they
+    // acknowledge.
+    let dp = deeppiano();
+    let subject = dp.person("shared-user", "DE", &["profile"]);
+    let device = dp.write(
+        subject,
+        "user.device.device_id",
+        "crash_reporting",
+        b"android-1111",
+    );
+    let gender = dp.write(subject, "user.demographic.gender", "profile", b"female");
+    dp.disclose(
+        subject,
+        "Tencent Bugly SDK",
+        &["user.device.device_id"],
+        "crash_reporting",
+    );
+    dp.disclose(
+        subject,
+        "Alibaba Cloud Storage SDK",
+        &["user.device.system_info"],
+        "cloud_storage",
+    );
+
+    let request = dp.verified(
+        subject,
+        RequestKind::Rectification,
+        json!({ "records": [
+            {"id": device, "value": "android-2222"},
+            {"id": gender, "value": "male"},
+        ] }),
+    );
+    let report = dp.fulfil(request.id);
+    assert_eq!(report.request.state, RequestState::WaitingOnRecipients);
+    assert_eq!(
+        report.notices.len(),
+        1,
+        "only the recipient of a corrected category"
+    );
+    let notices = recipient_notices(&dp, request.id);
+    let (kind, payload) = &notices["Tencent Bugly SDK"];
+    assert_eq!(kind, "rectification_notice");
+    assert_eq!(payload["external_id"], "shared-user");
+    assert_eq!(
+        payload["items"],
+        json!([{
+            "record": device,
+            "category": "user.device.device_id",
+            "encoding": "utf8",
+            "value": "android-2222",
+        }]),
+        "the corrected value of what Bugly received, and nothing else"
+    );
+    assert!(!notices.contains_key("Alibaba Cloud Storage SDK"));
+    // The correction is in force at once; the request closes once Bugly acknowledges.
+    let values = dp
+        .vault
+        .read_records(subject, "user.device.device_id", "crash_reporting", "test")
+        .unwrap();
+    assert_eq!(values[0].value.as_slice(), b"android-2222");
+    let notice = report.notices[0];
+    dp.vault
+        .record_delivery(notice, &DeliveryOutcome::Delivered, "deliverer")
+        .unwrap();
+    assert!(
+        dp.data
+            .notification(notice)
+            .unwrap()
+            .unwrap()
+            .payload
+            .is_empty(),
+        "a delivered correction keeps no value"
+    );
+    dp.vault
+        .acknowledge_notification(notice, "bugly-hook")
+        .unwrap();
+    assert_eq!(
+        dp.vault.request(request.id).unwrap().state,
+        RequestState::Fulfilled
+    );
+
+    let restriction = dp.verified(subject, RequestKind::Restriction, json!({}));
+    let report = dp.fulfil(restriction.id);
+    assert_eq!(report.request.state, RequestState::WaitingOnRecipients);
+    let notices = recipient_notices(&dp, restriction.id);
+    let told: Vec<(&str, &str)> = notices
+        .iter()
+        .map(|(name, (kind, _))| (name.as_str(), kind.as_str()))
+        .collect();
+    assert_eq!(
+        told,
+        [
+            ("Alibaba Cloud Storage SDK", "restriction_notice"),
+            ("Tencent Bugly SDK", "restriction_notice"),
+        ]
+    );
+    // Restricted in the gate at once, before any recipient answers.
+    assert!(!dp.allowed(subject, "profile", "user.demographic.gender").0);
+    for notice in &report.notices {
+        dp.vault
+            .mark_notification_impossible(*notice, "the SDK has no restriction channel", "dpo")
+            .unwrap();
+    }
+    assert_eq!(
+        dp.vault.request(restriction.id).unwrap().state,
+        RequestState::Fulfilled
+    );
+}
+
 #[test]
 fn rectification_and_restriction_take_effect_in_the_gate_at_once() {
     let dp = deeppiano();
