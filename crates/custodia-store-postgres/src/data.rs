@@ -274,7 +274,8 @@ impl Sql {
             ),
             // COALESCE keeps a column when its update field is `None`; the lease columns change
             // together when $7 says the lease changes (to $8..$12, all NULL to clear it), $13
-            // empties the key and the digest, and $14 sets the digest.
+            // empties the key and the digest, and $14 sets the digest. When $15, the row
+            // changes only if its lease id is $16.
             update_media: format!(
                 "UPDATE {s}.media SET state = COALESCE($2::text, state), \
                  size = COALESCE($3::bigint, size), \
@@ -288,7 +289,7 @@ impl Sql {
                  lease_expires_at = CASE WHEN $7 THEN $12::bigint ELSE lease_expires_at END, \
                  wrapped_key = CASE WHEN $13::boolean THEN ''::bytea ELSE wrapped_key END, \
                  digest = CASE WHEN $13 THEN ''::bytea ELSE COALESCE($14::bytea, digest) END \
-                 WHERE id = $1"
+                 WHERE id = $1 AND (NOT $15::boolean OR lease_id IS NOT DISTINCT FROM $16::bytea)"
             ),
             delete_media: format!("DELETE FROM {s}.media WHERE id = $1"),
             set_media_expiry: format!(
@@ -652,7 +653,7 @@ impl PgDataStore {
                 Ok(0)
             }
             Mutation::UpdateMedia { id, update } => {
-                update_media(tx, statements, &sql.update_media, *id, update)?;
+                update_media(tx, statements, (&sql.update_media, &sql.media), *id, update)?;
                 Ok(0)
             }
             Mutation::DeleteMedia(id) => {
@@ -1273,14 +1274,21 @@ fn insert_media(
     Ok(())
 }
 
+/// Applies `update` with `sql` (the update, and the select that tells a lost compare-and-set on
+/// the lease from a missing row).
 fn update_media(
     tx: &mut Transaction<'_>,
     statements: &mut StatementCache,
-    sql: &str,
+    (sql, select): (&str, &str),
     id: MediaId,
     update: &MediaUpdate,
 ) -> Result<(), StoreError> {
     let bytes: &[u8] = id.as_bytes();
+    let expected_lease: Option<&[u8]> = update
+        .expected_lease
+        .as_ref()
+        .and_then(Option::as_ref)
+        .map(|lease| lease.as_bytes().as_slice());
     let (size, stored_size) = match update.sizes {
         Some((size, stored)) => (
             Some(to_i64(size, "media size")?),
@@ -1310,11 +1318,21 @@ fn update_media(
                 &lease.map(|l| l.expires_at.as_millis()),
                 &update.shred,
                 &update.digest,
+                &update.expected_lease.is_some(),
+                &expected_lease,
             ],
         )
         .with_context(|| format!("updating media object {id}"))?;
     if changed == 0 {
-        return Err(StoreError::NotFound(format!("media object {id}")));
+        let exists = statements
+            .query_opt(tx, select, &[&bytes])
+            .with_context(|| format!("reading media object {id}"))?
+            .is_some();
+        return Err(if exists && update.expected_lease.is_some() {
+            StoreError::Conflict(format!("media object {id}: its lease changed"))
+        } else {
+            StoreError::NotFound(format!("media object {id}"))
+        });
     }
     Ok(())
 }

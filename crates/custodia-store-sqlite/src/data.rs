@@ -134,7 +134,7 @@ const INSERT_MEDIA: &str = concat!(
 );
 // COALESCE keeps a column when its update field is `None`; the lease columns change together
 // when ?7 says the lease changes (to ?8..?12, all NULL to clear it), ?13 empties the key and the
-// digest, and ?14 sets the digest.
+// digest, and ?14 sets the digest. When ?15, the row changes only if its lease id is ?16.
 const UPDATE_MEDIA: &str = "UPDATE media SET \
     state = COALESCE(?2, state), \
     size = COALESCE(?3, size), \
@@ -148,7 +148,9 @@ const UPDATE_MEDIA: &str = "UPDATE media SET \
     lease_expires_at = CASE WHEN ?7 THEN ?12 ELSE lease_expires_at END, \
     wrapped_key = CASE WHEN ?13 THEN X'' ELSE wrapped_key END, \
     digest = CASE WHEN ?13 THEN X'' ELSE COALESCE(?14, digest) END \
-    WHERE id = ?1";
+    WHERE id = ?1 AND (NOT ?15 OR lease_id IS ?16)";
+// Whether a media object exists, to tell a lost compare-and-set from a missing row.
+const MEDIA_EXISTS: &str = "SELECT 1 FROM media WHERE id = ?1";
 const DELETE_MEDIA: &str = "DELETE FROM media WHERE id = ?1";
 const DELETE_RECORD: &str = "DELETE FROM records WHERE id = ?1";
 const DELETE_RECORDS_OF: &str = "DELETE FROM records WHERE subject = ?1";
@@ -1171,11 +1173,25 @@ fn update_media(tx: &Transaction<'_>, id: MediaId, update: &MediaUpdate) -> Resu
                 lease.map(|l| l.expires_at.as_millis()),
                 update.shred,
                 update.digest,
+                update.expected_lease.is_some(),
+                update
+                    .expected_lease
+                    .flatten()
+                    .as_ref()
+                    .map(LeaseId::as_bytes),
             ])
         })
         .with_context(|| format!("updating media object {id}"))?;
     if changed == 0 {
-        return Err(StoreError::NotFound(format!("media object {id}")));
+        let exists = tx
+            .prepare_cached(MEDIA_EXISTS)
+            .and_then(|mut stmt| stmt.exists([id.as_bytes()]))
+            .with_context(|| format!("reading media object {id}"))?;
+        return Err(if exists && update.expected_lease.is_some() {
+            StoreError::Conflict(format!("media object {id}: its lease changed"))
+        } else {
+            StoreError::NotFound(format!("media object {id}"))
+        });
     }
     Ok(())
 }

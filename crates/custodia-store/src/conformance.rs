@@ -103,6 +103,7 @@ macro_rules! conformance_tests {
             concurrent_sweeps_from_two_handles_delete_each_record_once,
             media_rows_round_trip_every_field,
             media_updates_change_only_what_they_name,
+            media_leases_are_granted_by_compare_and_set,
             media_of_lists_oldest_first_by_category,
             media_in_state_filters_by_state_and_age,
             media_deletions_are_idempotent_and_duplicates_conflict,
@@ -1321,6 +1322,116 @@ fn lease_row(purpose: &str, granted: i64, expires: i64) -> LeaseRow {
 
 fn update_media(id: MediaId, update: MediaUpdate) -> Mutation {
     Mutation::UpdateMedia { id, update }
+}
+
+/// A lease update that names the lease it expects applies only while the row still has it: a
+/// second grant from "no lease" conflicts and changes nothing (the batch rolls back whole); a
+/// grant that names the current lease replaces it; a missing object is not found. Eight
+/// threads on two handles racing for one free object: exactly one wins.
+pub fn media_leases_are_granted_by_compare_and_set(h: Harness) {
+    let key = KeyId::random().unwrap();
+    let owner = subject_row(key, 1);
+    let object = media_row(owner.id, key, "user.content.photo", 10);
+    let id = object.id;
+    h.data
+        .commit(batch(
+            vec![
+                Mutation::InsertSubject(owner.clone()),
+                Mutation::InsertMedia(object.clone()),
+            ],
+            vec![],
+        ))
+        .unwrap();
+    let grant = |lease: &LeaseRow, expected: Option<LeaseId>| {
+        h.data.commit(batch(
+            vec![update_media(
+                id,
+                MediaUpdate {
+                    lease: Some(Some(lease.clone())),
+                    expected_lease: Some(expected),
+                    ..MediaUpdate::default()
+                },
+            )],
+            vec![event(EventKind::Decision, 5)],
+        ))
+    };
+    let first = lease_row("transcription", 20, 80);
+    grant(&first, None).unwrap();
+    let audited = all_audit(h.data.as_ref()).len();
+    let second = lease_row("thumbnailing", 21, 81);
+    let err = grant(&second, None).unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let held = h.data.media(id).unwrap().unwrap();
+    assert_eq!(held.lease, Some(first.clone()));
+    assert_eq!(
+        all_audit(h.data.as_ref()).len(),
+        audited,
+        "a lost compare-and-set commits nothing"
+    );
+    grant(&second, Some(first.id)).unwrap();
+    assert_eq!(
+        h.data.media(id).unwrap().unwrap().lease,
+        Some(second.clone())
+    );
+    let err = h
+        .data
+        .commit(batch(
+            vec![update_media(
+                MediaId::random().unwrap(),
+                MediaUpdate {
+                    lease: Some(Some(first.clone())),
+                    expected_lease: Some(None),
+                    ..MediaUpdate::default()
+                },
+            )],
+            vec![],
+        ))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+
+    // A race for a free object.
+    let free = media_row(owner.id, key, "user.content.photo", 11);
+    h.data
+        .commit(batch(vec![Mutation::InsertMedia(free.clone())], vec![]))
+        .unwrap();
+    let (other, _) = (h.reopen)();
+    let handles: Vec<Arc<dyn DataStore>> = vec![h.data.clone(), other];
+    let barrier = Arc::new(std::sync::Barrier::new(8));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let store = handles[t % 2].clone();
+            let barrier = barrier.clone();
+            let lease = lease_row("transcription", 30, 90);
+            std::thread::spawn(move || {
+                barrier.wait();
+                let won = store.commit(batch(
+                    vec![update_media(
+                        free.id,
+                        MediaUpdate {
+                            lease: Some(Some(lease.clone())),
+                            expected_lease: Some(None),
+                            ..MediaUpdate::default()
+                        },
+                    )],
+                    vec![],
+                ));
+                match won {
+                    Ok(_) => Some(lease),
+                    Err(StoreError::Conflict(_)) => None,
+                    Err(other) => panic!("{other:?}"),
+                }
+            })
+        })
+        .collect();
+    let winners: Vec<LeaseRow> = threads
+        .into_iter()
+        .filter_map(|thread| thread.join().unwrap())
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one grant wins");
+    assert_eq!(
+        h.data.media(free.id).unwrap().unwrap().lease,
+        Some(winners[0].clone())
+    );
 }
 
 /// Media rows come back exactly, every field (a lease or none, a parent or none, sizes past

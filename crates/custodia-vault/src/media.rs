@@ -60,7 +60,7 @@ use custodia_crypto::{ChunkSize, CryptoError, DataKey, FieldContext, SealingRead
 use custodia_objects::{ObjectError, ObjectReader, ObjectStore};
 use custodia_policy::model::Trigger;
 use custodia_store::{
-    LeaseRow, MediaRow, MediaState, MediaUpdate, Mutation, SubjectUpdate, WriteBatch,
+    LeaseRow, MediaRow, MediaState, MediaUpdate, Mutation, StoreError, SubjectUpdate, WriteBatch,
 };
 use zeroize::{Zeroize, Zeroizing};
 
@@ -844,9 +844,9 @@ impl Vault {
     /// for the same purpose renews its lease, keeping its id. The lease grant itself is recorded
     /// by the gate decision's audit entry; reads under it are audited one by one.
     ///
-    /// The store has no compare-and-set: two keys leasing the same free object at the same
-    /// instant may both succeed, the later commit winning; the loser's next call under its
-    /// lease fails with [`VaultError::LeaseNotHeld`].
+    /// The grant is a compare-and-set on the lease read: of two keys leasing the same free
+    /// object at the same instant (on one instance or two), one gets it and the other is
+    /// refused with [`VaultError::MediaLeased`].
     pub fn lease_media(
         &self,
         id: MediaId,
@@ -890,20 +890,27 @@ impl Vault {
             granted_at: now,
             expires_at: now.plus_millis(ttl_millis),
         };
-        self.core.data.commit(WriteBatch {
+        // Granted only if the lease is still the one read above: of two keys racing for a free
+        // object, one gets it and the other is told it is leased.
+        let granted = self.core.data.commit(WriteBatch {
             mutations: vec![Mutation::UpdateMedia {
                 id,
                 update: MediaUpdate {
                     lease: Some(Some(lease.clone())),
+                    expected_lease: Some(row.lease.as_ref().map(|lease| lease.id)),
                     ..MediaUpdate::default()
                 },
             }],
             audit: Vec::new(),
-        })?;
-        Ok(Gated::Allowed {
-            value: lease,
-            decision,
-        })
+        });
+        match granted {
+            Ok(_) => Ok(Gated::Allowed {
+                value: lease,
+                decision,
+            }),
+            Err(StoreError::Conflict(_)) => Err(VaultError::MediaLeased(id)),
+            Err(other) => Err(other.into()),
+        }
     }
 
     /// The lease `lease` on `row` if `caller` holds it and it has not expired.
