@@ -383,7 +383,10 @@ impl Vault {
     /// Queues one [`ERASURE_NOTICE`] per distinct recipient in the subject's disclosure log for
     /// an erasure or cancellation `request`, and returns every erasure notice of the request
     /// (those queued before too: repeating it after a crash queues nothing twice). No recipient:
-    /// an empty list.
+    /// an empty list. The notices are committed with a version-checked touch of the request, so
+    /// two instances resuming the same erasure at once cannot both queue them: the one that
+    /// loses looks again and finds the other's. The request's version moves when anything is
+    /// queued; a caller holding the row reads it again.
     ///
     /// Call it *before* shredding the subject: each notice carries the subject's external id
     /// (the app's user id, which the recipient knows them by), read from the profile while it
@@ -401,21 +404,43 @@ impl Vault {
             instruction: "Erase the personal data of this user that you received from us, and acknowledge this notice.",
             items: Vec::new(),
         };
-        let (existing, batch) = self.recipient_notices(request, &notice, actor)?;
-        let queued: Vec<NotificationRow> = batch
-            .mutations
-            .iter()
-            .filter_map(|mutation| match mutation {
-                Mutation::InsertNotification(row) => Some(row.clone()),
-                _ => None,
-            })
-            .collect();
-        if !queued.is_empty() {
-            self.core.data.commit(batch)?;
+        let mut request = request.clone();
+        for _ in 0..SETTLE_RETRIES {
+            let (existing, mut batch) = self.recipient_notices(&request, &notice, actor)?;
+            let queued: Vec<NotificationRow> = batch
+                .mutations
+                .iter()
+                .filter_map(|mutation| match mutation {
+                    Mutation::InsertNotification(row) => Some(row.clone()),
+                    _ => None,
+                })
+                .collect();
+            if queued.is_empty() {
+                return Ok(existing);
+            }
+            batch.mutations.push(Mutation::UpdateRequest {
+                id: request.id,
+                expected_version: request.version,
+                update: Self::update_at(self.core.clock.now()),
+            });
+            match self.core.data.commit(batch) {
+                Ok(_) => {
+                    let mut all = existing;
+                    all.extend(queued);
+                    return Ok(all);
+                }
+                // Another instance queued them, or changed the request: look again.
+                Err(StoreError::Conflict(_)) => {
+                    request = self
+                        .core
+                        .data
+                        .request(request.id)?
+                        .ok_or(VaultError::RequestNotFound(request.id))?;
+                }
+                Err(other) => return Err(other.into()),
+            }
         }
-        let mut all = existing;
-        all.extend(queued);
-        Ok(all)
+        Err(VaultError::RequestConflict(request.id))
     }
 
     /// The notices of `notice.kind` that `request` owes the recipients in the subject's

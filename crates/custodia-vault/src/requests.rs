@@ -77,11 +77,11 @@
 //! instances drop theirs when their audit tail reads the `consent_recorded` or
 //! `request_transition` entry (see [`crate::cache`]).
 //!
-//! Residual limits, by design: the verification code is queued in a second commit after the
-//! request's (a failure between the two leaves a code nobody received: send another); the erasure
-//! notices are queued before the final commit, idempotently per recipient (two instances
-//! resuming the same interrupted erasure at the same instant could queue a recipient's notice
-//! twice; recipients acknowledge by notification id, so a duplicate is harmless).
+//! Residual limit, by design: the verification code is queued in a second commit after the
+//! request's (a failure between the two leaves a code nobody received: send another). The
+//! erasure notices are queued before the final commit, once per recipient even when two
+//! instances resume the same interrupted erasure at once: they are committed with a
+//! version-checked touch of the request ([`Vault::notify_recipients`]).
 
 use std::collections::{BTreeSet, HashSet};
 use std::io::Write;
@@ -610,7 +610,7 @@ impl Vault {
         }
     }
 
-    fn update_at(now: Timestamp) -> RequestUpdate {
+    pub(crate) fn update_at(now: Timestamp) -> RequestUpdate {
         RequestUpdate {
             state: None,
             due_at: None,
@@ -1151,7 +1151,7 @@ impl Vault {
         // The claim: verified or extended → in_progress. A request already in progress (a
         // fulfilment interrupted) is resumed; the final commit is checked against the version
         // read here either way.
-        let claimed = match state {
+        let mut claimed = match state {
             RequestState::Verified | RequestState::Extended => {
                 let target = custodia_requests::transition(state, &Action::Start)?;
                 let update = RequestUpdate {
@@ -1199,6 +1199,9 @@ impl Vault {
         let mut answer: Option<Value> = None;
         let mut waits = false;
         let mut touches_gate = false;
+        // Queuing erasure notices moves the request's version: the final commit checks the new
+        // one (still in progress, or another caller got there first).
+        let mut requeued = false;
         let asked = || -> Result<Value, VaultError> {
             let key = self
                 .details_key(subject)?
@@ -1313,6 +1316,7 @@ impl Vault {
                 // Notices first: they carry the app's id for the subject, readable only until
                 // the shred. Queued idempotently per recipient.
                 let notices = self.notify_recipients(&claimed, actor)?;
+                requeued = !notices.is_empty();
                 if kind == RequestKind::Erasure {
                     report.keys_destroyed = Some(self.shred_subject(subject, actor)?);
                 } else {
@@ -1324,6 +1328,12 @@ impl Vault {
                         .is_none_or(|state| !state.is_settled())
                 });
                 report.notices = notices.iter().map(|notice| notice.id).collect();
+            }
+        }
+        if requeued {
+            claimed = self.request_row(id)?;
+            if claimed.state != RequestState::InProgress.as_str() {
+                return Err(VaultError::RequestConflict(id));
             }
         }
         let now = self.core.clock.now();

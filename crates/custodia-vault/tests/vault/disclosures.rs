@@ -559,6 +559,57 @@ fn an_erasure_notice_stays_readable_after_the_subject_is_shredded() {
 }
 
 #[test]
+fn two_instances_resuming_one_erasure_queue_each_notice_once() {
+    let t = open_example("deeppiano.toml");
+    let alice = t.subject("alice");
+    let admin = Caller::operator();
+    t.allowed(alice, &to(BUGLY, &[DEVICE_ID], "crash_reporting"), &admin);
+    t.allowed(
+        alice,
+        &to(ALIBABA, &["user.device.system_info"], "cloud_storage"),
+        &admin,
+    );
+    let request = t.waiting_request(alice);
+    // A second instance on the same database, as another server would be.
+    let (data, keys) = SqliteStores::open(&t.dir).unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/deeppiano.toml");
+    let other = Vault::open(
+        Arc::new(data),
+        Arc::new(keys),
+        custodia_policy::load(&path).unwrap(),
+        Arc::new(t.clock.clone()),
+        &root(),
+    )
+    .unwrap();
+    let barrier = std::sync::Barrier::new(2);
+    let (mine, theirs) = std::thread::scope(|scope| {
+        let mine = scope.spawn(|| {
+            barrier.wait();
+            t.vault.notify_recipients(&request, "dpo").unwrap()
+        });
+        let theirs = scope.spawn(|| {
+            barrier.wait();
+            other.notify_recipients(&request, "dpo").unwrap()
+        });
+        (mine.join().unwrap(), theirs.join().unwrap())
+    });
+    let stored = t.data.notifications_of(request.id).unwrap();
+    assert_eq!(stored.len(), 2, "one notice per recipient: {stored:?}");
+    let ids = |rows: &[custodia_store::NotificationRow]| {
+        let mut ids: Vec<_> = rows.iter().map(|row| row.id).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&mine), ids(&stored));
+    assert_eq!(ids(&theirs), ids(&stored));
+    // Queuing them moved the request's version once.
+    assert_eq!(
+        t.data.request(request.id).unwrap().unwrap().version,
+        request.version + 1
+    );
+}
+
+#[test]
 fn failed_deliveries_back_off_from_a_minute_to_an_hour_and_give_up_after_ten() {
     let t = open_example("deeppiano.toml");
     let alice = t.subject("alice");
