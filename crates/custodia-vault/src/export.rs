@@ -537,7 +537,8 @@ impl Vault {
             .join()
             .map_err(|_| io_error(io::Error::other("rendering the records failed")))??;
         for (name, table) in [("records.json", &tables.json), ("records.csv", &tables.csv)] {
-            archive.file(name, true, false, Some(table.sha256), |out| {
+            let large = table.bytes.len() as u64 >= u64::from(u32::MAX);
+            archive.file(name, true, large, Some(table.sha256), |out| {
                 out.write_all(&table.bytes).map_err(io_error)
             })?;
         }

@@ -403,7 +403,6 @@ fn check_content_type(content_type: &str) -> Result<(), VaultError> {
     }
 }
 
-/// Where an object's bytes go: `media/<subject id>/<media id>`.
 /// Seals an object's plaintext SHA-256 under the data key that wraps its key, bound to the
 /// subject, the category and the object (`<id>#sha-256`), so it opens for this object only and
 /// is gone with the subject's key.
@@ -437,6 +436,7 @@ pub(crate) fn open_digest(
         .map_err(|_| VaultError::MediaCorrupt(row.id))
 }
 
+/// Where an object's bytes go: `media/<subject id>/<media id>`.
 fn location_of(subject: SubjectId, id: MediaId) -> Result<Location, VaultError> {
     Ok(Location::new(format!("media/{subject}/{id}"))?)
 }
