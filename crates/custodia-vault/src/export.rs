@@ -61,7 +61,6 @@ use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
 use crate::error::VaultError;
-use crate::media::open_digest;
 use crate::retention;
 use crate::vault::{PROFILE_CATEGORY, Vault};
 
@@ -521,8 +520,7 @@ impl Vault {
                     extension_for(&object.content_type)
                 );
                 let large = object.size >= u64::from(u32::MAX);
-                let known = open_digest(&self.core.load_key(object.key, object.subject)?, object)?;
-                let file = archive.file(&name, true, large, known, |out| {
+                let file = archive.file(&name, true, large, download.sha256, |out| {
                     copy_media(&mut reader, out, &mut buffer)
                 })?;
                 if file.bytes != object.size {

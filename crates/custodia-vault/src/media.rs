@@ -222,6 +222,9 @@ pub struct MediaDownload {
     pub range: Range<u64>,
     /// The object's whole length.
     pub total: u64,
+    /// The whole object's SHA-256, when its uploader announced it (`Content-Digest`, checked at
+    /// upload); the stream's authentication proves the bytes still match it.
+    pub sha256: Option<[u8; 32]>,
     /// Verified plaintext of `range`. Errors are [`io::Error`]s carrying a [`VaultError`]; see
     /// [`VaultError::from_io`] and the module documentation.
     pub reader: Box<dyn Read + Send>,
@@ -233,6 +236,7 @@ impl std::fmt::Debug for MediaDownload {
             .field("info", &self.info)
             .field("range", &self.range)
             .field("total", &self.total)
+            .field("sha256", &self.sha256.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -791,6 +795,7 @@ impl Vault {
         let data_key = self.core.load_key(row.key, row.subject)?;
         let id_text = row.id.to_string();
         let key = data_key.unwrap_object_key(&id_text, &row.wrapped_key)?;
+        let sha256 = open_digest(&data_key, row)?;
         let reader = MediaReader::open(
             objects.as_ref(),
             &parse_location(row)?,
@@ -833,6 +838,7 @@ impl Vault {
             info: MediaInfo::from(row),
             range,
             total: row.size,
+            sha256,
             reader: Box::new(reader),
         })
     }

@@ -21,7 +21,8 @@
 //!   `Range: bytes=a-b | a- | -n`, `206` with `Content-Range`. Only single byte ranges are served:
 //!   a `Range` that names several ranges, does not parse, or selects no byte is 416
 //!   `media.range_not_satisfiable` with `Content-Range: bytes */<size>`; a `Range` in another
-//!   unit is ignored (200), as RFC 9110 says.
+//!   unit is ignored (200), as RFC 9110 says. An object uploaded with a `Content-Digest` answers
+//!   with `Repr-Digest: sha-256=:…:` (RFC 9530), the whole object's, on either status.
 //! - Processing leases, for service keys: `POST /v1/media/{id}/leases` (the gate decides),
 //!   `GET …/leases/{lease}/content` (ranges as above), `POST …/leases/{lease}/outputs?category=…`
 //!   (an output, streamed like an upload, stored for the lease's purpose),
@@ -626,6 +627,7 @@ fn stream_response(opened: Opened, ranged: bool) -> Response {
         info,
         range,
         total,
+        sha256,
         reader,
     } = download;
     let len = range.end.saturating_sub(range.start);
@@ -651,6 +653,13 @@ fn stream_response(opened: Opened, ranged: bool) -> Response {
     headers.insert(header::CONTENT_TYPE, content_type);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    // RFC 9530: the whole object's digest (a range's too: it names the representation), when
+    // the uploader announced it, so a client can check what it reassembles.
+    if let Some(sha256) = sha256
+        && let Ok(value) = HeaderValue::from_str(&format!("sha-256=:{}:", STANDARD.encode(sha256)))
+    {
+        headers.insert("repr-digest", value);
+    }
     // Personal data: no cache keeps a copy, and no browser guesses another type.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
@@ -905,9 +914,15 @@ pub async fn delete(
     ),
     responses(
         (status = 200, description = "The whole object, with its own `Content-Type`", content_type = "*/*", body = Vec<u8>,
-            headers(("Accept-Ranges" = String, description = "`bytes`"))),
+            headers(
+                ("Accept-Ranges" = String, description = "`bytes`"),
+                ("Repr-Digest" = String, description = "RFC 9530 `sha-256=:<base64>:` of the whole object, when its uploader sent `Content-Digest`"),
+            )),
         (status = 206, description = "The range asked for", content_type = "*/*", body = Vec<u8>,
-            headers(("Content-Range" = String, description = "`bytes a-b/size`"))),
+            headers(
+                ("Content-Range" = String, description = "`bytes a-b/size`"),
+                ("Repr-Digest" = String, description = "RFC 9530 `sha-256=:<base64>:` of the whole object, when its uploader sent `Content-Digest`"),
+            )),
         (status = 403, description = "The gate denied the read (`gate.denied`, with `details.reasons`); nothing was read", body = ErrorBody),
         (status = 404, description = "No such object (`media.not_found`)", body = ErrorBody),
         (status = 410, description = "The object expired, is being deleted, or its bytes are gone (`media.gone`)", body = ErrorBody),
@@ -1017,9 +1032,15 @@ pub async fn lease(
     ),
     responses(
         (status = 200, description = "The whole object, with its own `Content-Type`", content_type = "*/*", body = Vec<u8>,
-            headers(("Accept-Ranges" = String, description = "`bytes`"))),
+            headers(
+                ("Accept-Ranges" = String, description = "`bytes`"),
+                ("Repr-Digest" = String, description = "RFC 9530 `sha-256=:<base64>:` of the whole object, when its uploader sent `Content-Digest`"),
+            )),
         (status = 206, description = "The range asked for", content_type = "*/*", body = Vec<u8>,
-            headers(("Content-Range" = String, description = "`bytes a-b/size`"))),
+            headers(
+                ("Content-Range" = String, description = "`bytes a-b/size`"),
+                ("Repr-Digest" = String, description = "RFC 9530 `sha-256=:<base64>:` of the whole object, when its uploader sent `Content-Digest`"),
+            )),
         (status = 404, description = "No such object (`media.not_found`)", body = ErrorBody),
         (status = 409, description = "The lease is not this key's (`lease.not_held`) or has lapsed (`lease.expired`)", body = ErrorBody),
         (status = 410, description = "The object expired or is being deleted (`media.gone`)", body = ErrorBody),

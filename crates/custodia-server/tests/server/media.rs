@@ -894,6 +894,36 @@ fn an_altered_object_never_downloads_as_a_success() {
         let face = body(1_000_000, 8);
         let uploaded = t.upload(&t.app.admin, &subject, FACE, PORTRAIT, "image/jpeg", &face);
         let id = str_of(&uploaded, "id");
+        // The digest the upload announced comes back as the representation's (RFC 9530), for
+        // the whole object and for a range of it; an upload that announced none has none.
+        let whole = t.download(&t.app.admin, id, PORTRAIT, None).expect(200);
+        assert_eq!(whole.body, face);
+        assert_eq!(
+            whole.header("repr-digest"),
+            Some(content_digest(&face).as_str())
+        );
+        let part = t
+            .download(&t.app.admin, id, PORTRAIT, Some("bytes=10-19"))
+            .expect(206);
+        assert_eq!(
+            part.header("repr-digest"),
+            Some(content_digest(&face).as_str())
+        );
+        let plain = t
+            .upload_with(
+                &t.app.admin,
+                &subject,
+                FACE,
+                PORTRAIT,
+                &[("Content-Type", "image/jpeg")],
+                &face[..1000],
+            )
+            .expect(201)
+            .json();
+        let plain = t
+            .download(&t.app.admin, str_of(&plain, "id"), PORTRAIT, None)
+            .expect(200);
+        assert_eq!(plain.header("repr-digest"), None);
         let file = t
             .objects_dir()
             .unwrap()
