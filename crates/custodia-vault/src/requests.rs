@@ -1450,7 +1450,6 @@ impl Vault {
             .collect())
     }
 
-    /// Adds a rectification's mutations and audit entries; returns what it changes.
     /// Applies a rectification to `mutations` and `audit`; returns what changed, and adds to
     /// `corrections` each corrected record as its recipients are told it (by category).
     fn rectify(
