@@ -1324,11 +1324,13 @@ fn update_media(
         )
         .with_context(|| format!("updating media object {id}"))?;
     if changed == 0 {
-        let exists = statements
-            .query_opt(tx, select, &[&bytes])
-            .with_context(|| format!("reading media object {id}"))?
-            .is_some();
-        return Err(if exists && update.expected_lease.is_some() {
+        // Only a compare-and-set can miss a row that exists.
+        let exists = update.expected_lease.is_some()
+            && statements
+                .query_opt(tx, select, &[&bytes])
+                .with_context(|| format!("reading media object {id}"))?
+                .is_some();
+        return Err(if exists {
             StoreError::Conflict(format!("media object {id}: its lease changed"))
         } else {
             StoreError::NotFound(format!("media object {id}"))

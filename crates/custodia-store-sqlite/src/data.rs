@@ -1183,11 +1183,13 @@ fn update_media(tx: &Transaction<'_>, id: MediaId, update: &MediaUpdate) -> Resu
         })
         .with_context(|| format!("updating media object {id}"))?;
     if changed == 0 {
-        let exists = tx
-            .prepare_cached(MEDIA_EXISTS)
-            .and_then(|mut stmt| stmt.exists([id.as_bytes()]))
-            .with_context(|| format!("reading media object {id}"))?;
-        return Err(if exists && update.expected_lease.is_some() {
+        // Only a compare-and-set can miss a row that exists.
+        let exists = update.expected_lease.is_some()
+            && tx
+                .prepare_cached(MEDIA_EXISTS)
+                .and_then(|mut stmt| stmt.exists([id.as_bytes()]))
+                .with_context(|| format!("reading media object {id}"))?;
+        return Err(if exists {
             StoreError::Conflict(format!("media object {id}: its lease changed"))
         } else {
             StoreError::NotFound(format!("media object {id}"))

@@ -456,9 +456,10 @@ pub struct MediaUpdate {
     /// `Some(Some(lease))` grants a lease, `Some(None)` clears it.
     pub lease: Option<Option<LeaseRow>>,
     /// Compare-and-set on the lease: when `Some(expected)`, the update applies only if the
-    /// object's lease id is still `expected` (`None`: no lease, expired or not); otherwise the
-    /// whole batch fails with [`crate::StoreError::Conflict`]. How two callers racing for the
-    /// same free object are told apart: one wins, the other conflicts.
+    /// object's lease id is still `expected` (`Some(None)`: no lease at all; an expired lease is
+    /// still named by its id); otherwise the whole batch fails with
+    /// [`crate::StoreError::Conflict`]. How two callers racing for the same free object are told
+    /// apart: one wins, the other conflicts.
     pub expected_lease: Option<Option<LeaseId>>,
     /// The sealed plaintext digest, set when the upload completes.
     pub digest: Option<Vec<u8>>,

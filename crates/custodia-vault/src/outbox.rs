@@ -73,8 +73,9 @@ const WAITING_ON_RECIPIENTS: &str = "waiting_on_recipients";
 const FULFILLED: &str = "fulfilled";
 /// The longest reason an operator may give for an impossible notice.
 const MAX_REASON_CHARS: usize = 2000;
-/// How many times a settlement retries when another instance changed the request meanwhile.
-const SETTLE_RETRIES: usize = 4;
+/// How many times a version-checked change of a request (queuing erasure notices, settling)
+/// looks again when another instance changed the request meanwhile.
+const VERSION_RETRIES: usize = 4;
 
 /// Where a notification is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -405,7 +406,7 @@ impl Vault {
             items: Vec::new(),
         };
         let mut request = request.clone();
-        for _ in 0..SETTLE_RETRIES {
+        for _ in 0..VERSION_RETRIES {
             let (existing, mut batch) = self.recipient_notices(&request, &notice, actor)?;
             let queued: Vec<NotificationRow> = batch
                 .mutations
@@ -800,7 +801,7 @@ impl Vault {
     /// any time and from several instances at once: the move is checked against the request's
     /// version, so it happens once.
     pub fn settle_recipients(&self, request: RequestId, actor: &str) -> Result<bool, VaultError> {
-        for _ in 0..SETTLE_RETRIES {
+        for _ in 0..VERSION_RETRIES {
             let Some(row) = self.core.data.request(request)? else {
                 return Ok(false);
             };
