@@ -69,9 +69,16 @@ impl Default for ServerOptions {
     }
 }
 
-/// What every handler shares: the vault, the metrics and the options.
+/// What every handler shares: the vault, the metrics and the options. Cloned by every extractor
+/// and middleware that asks for it, so it is one shared allocation: a clone is one reference
+/// count.
 #[derive(Debug, Clone)]
 pub struct ServerState {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
     vault: Arc<Vault>,
     metrics: Metrics,
     options: ServerOptions,
@@ -82,39 +89,48 @@ impl ServerState {
     /// A state serving `vault` with fresh metrics.
     pub fn new(vault: Arc<Vault>, options: ServerOptions) -> Self {
         Self {
-            vault,
-            metrics: Metrics::default(),
-            options,
-            webhooks: None,
+            shared: Arc::new(Shared {
+                vault,
+                metrics: Metrics::default(),
+                options,
+                webhooks: None,
+            }),
         }
     }
 
     /// Delivers the outbox to these webhooks (see [`outbox_worker`]); without them nothing is
     /// delivered and messages wait in the outbox.
     #[must_use]
-    pub fn with_webhooks(mut self, webhooks: outbox_worker::WebhookConfig) -> Self {
-        self.webhooks = Some(Arc::new(webhooks));
-        self
+    pub fn with_webhooks(self, webhooks: outbox_worker::WebhookConfig) -> Self {
+        let shared = &self.shared;
+        Self {
+            shared: Arc::new(Shared {
+                vault: shared.vault.clone(),
+                metrics: shared.metrics.clone(),
+                options: shared.options,
+                webhooks: Some(Arc::new(webhooks)),
+            }),
+        }
     }
 
     /// Where the outbox is delivered, if anywhere.
     pub fn webhooks(&self) -> Option<&Arc<outbox_worker::WebhookConfig>> {
-        self.webhooks.as_ref()
+        self.shared.webhooks.as_ref()
     }
 
     /// The vault.
     pub fn vault(&self) -> &Arc<Vault> {
-        &self.vault
+        &self.shared.vault
     }
 
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+        &self.shared.metrics
     }
 
     /// The options.
     pub fn options(&self) -> &ServerOptions {
-        &self.options
+        &self.shared.options
     }
 }
 
@@ -122,7 +138,7 @@ impl ServerState {
 /// `/metrics` and `/openapi.json` open, JSON errors for unknown routes and wrong methods, the body
 /// limit, and one log line and metric sample per request.
 pub fn router(state: ServerState) -> Router {
-    let limit = state.options.body_limit_bytes;
+    let limit = state.options().body_limit_bytes;
     Router::new()
         .merge(routes::authenticated(state.clone()))
         .merge(routes::public())
@@ -178,11 +194,11 @@ pub async fn run(
 /// once, the others within the interval). Returns `None` when the interval is zero. Must be
 /// called inside a Tokio runtime.
 pub fn spawn_policy_reloader(state: &ServerState) -> Option<tokio::task::JoinHandle<()>> {
-    let every = state.options.policy_reload_interval;
+    let every = state.options().policy_reload_interval;
     if every.is_zero() {
         return None;
     }
-    let vault = state.vault.clone();
+    let vault = state.vault().clone();
     Some(tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -29,7 +30,6 @@ struct Latency {
 struct Inner {
     requests: BTreeMap<(String, &'static str, &'static str), u64>,
     latency: BTreeMap<String, Latency>,
-    decisions: BTreeMap<&'static str, u64>,
     denials: BTreeMap<&'static str, u64>,
     sweeps: BTreeMap<(&'static str, &'static str), u64>,
     swept: u64,
@@ -44,6 +44,14 @@ const SWEEP_TRIGGERS: [&str; 2] = ["scheduled", "request"];
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
     inner: Arc<Mutex<Inner>>,
+    /// Decisions by outcome, outside the lock: counted on every decision, the gate's hot path.
+    outcomes: Arc<Outcomes>,
+}
+
+#[derive(Debug, Default)]
+struct Outcomes {
+    allowed: AtomicU64,
+    denied: AtomicU64,
 }
 
 /// A method as a label: the standard ones by name, anything else as `OTHER`, so a client cannot
@@ -107,14 +115,17 @@ impl Metrics {
 
     /// Counts gate decisions, with the reasons of each denial.
     pub fn observe_decisions<'a>(&self, decisions: impl IntoIterator<Item = &'a Decision>) {
-        let mut inner = self.lock();
+        // Only denials take the lock, for their reasons.
+        let mut inner = None;
         for decision in decisions {
-            let outcome = if decision.allowed { "allow" } else { "deny" };
-            *inner.decisions.entry(outcome).or_default() += 1;
-            if !decision.allowed {
-                for code in decision.codes() {
-                    *inner.denials.entry(code).or_default() += 1;
-                }
+            if decision.allowed {
+                self.outcomes.allowed.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            self.outcomes.denied.fetch_add(1, Ordering::Relaxed);
+            let inner = inner.get_or_insert_with(|| self.lock());
+            for code in decision.codes() {
+                *inner.denials.entry(code).or_default() += 1;
             }
         }
     }
@@ -190,8 +201,11 @@ impl Metrics {
             "# HELP custodia_gate_decisions_total Gate decisions made over HTTP, by outcome."
         );
         let _ = writeln!(out, "# TYPE custodia_gate_decisions_total counter");
-        for outcome in ["allow", "deny"] {
-            let count = inner.decisions.get(outcome).copied().unwrap_or(0);
+        for (outcome, count) in [
+            ("allow", &self.outcomes.allowed),
+            ("deny", &self.outcomes.denied),
+        ] {
+            let count = count.load(Ordering::Relaxed);
             let _ = writeln!(
                 out,
                 "custodia_gate_decisions_total{{outcome=\"{outcome}\"}} {count}"
