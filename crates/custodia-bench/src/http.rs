@@ -267,13 +267,21 @@ pub fn run(
     let decide_rate = mean_rate(&decisions);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let ratio = decide_rate / health_rate;
+    // Each round's own ratio, so one report shows how far the machine moved during the run.
+    let rounds = healths
+        .iter()
+        .zip(&decisions)
+        .map(|(health, decide)| format!("{:.2}", decide.rate / health.rate.max(1e-9)))
+        .collect::<Vec<_>>()
+        .join(", ");
     Ok(vec![Figure {
         name: "gate_http".to_owned(),
         unit: "requests/s".to_owned(),
         rate: decide_rate,
         baseline: format!(
             "GET /healthz on the same server, same load generator, {connections} keep-alive connections on loopback; \
-             decisions p50 {:.2} ms p99 {:.2} ms, healthz p50 {:.2} ms p99 {:.2} ms (the worst phase of each)",
+             decisions p50 {:.2} ms p99 {:.2} ms, healthz p50 {:.2} ms p99 {:.2} ms (the worst phase of each); \
+             ratio by round {rounds}",
             ms(worst(&decisions, |l| l.p50)),
             ms(worst(&decisions, |l| l.p99)),
             ms(worst(&healths, |l| l.p50)),
