@@ -709,7 +709,6 @@ impl PgDataStore {
         }
     }
 
-    /// Chains `events` after the locked head and inserts them; returns the new head.
     /// The sweep transaction records and media objects share: up to `limit` victims chosen by
     /// `victims` (bound to `now` and the limit), `act` (bound to their ids) run on them all,
     /// and one `retention_deleted` entry appended per victim, in one transaction. The victims
@@ -755,6 +754,7 @@ impl PgDataStore {
         })
     }
 
+    /// Chains `events` after the locked head and inserts them; returns the new head.
     fn append(
         &self,
         tx: &mut Transaction<'_>,
@@ -1213,7 +1213,6 @@ fn insert_record(
     Ok(())
 }
 
-/// The audit entry for one record or media object deleted by retention.
 fn insert_media(
     tx: &mut Transaction<'_>,
     statements: &mut StatementCache,

@@ -546,55 +546,27 @@ pub trait Expired {
     fn audit_event(&self, now: Timestamp, actor: &str) -> AuditEvent;
 }
 
-fn retention_deleted(
-    now: Timestamp,
-    actor: &str,
-    subject: SubjectId,
-    category: &str,
-    id: String,
-    rule: &str,
-) -> AuditEvent {
-    AuditEvent::new(EventKind::RetentionDeleted, now.as_millis())
-        .with_actor(actor)
-        .with_subject(subject.to_string())
-        .with_category(category.to_owned())
-        .with_record(id)
-        .with_rule(rule.to_owned())
+/// Records and media objects are swept alike: the same id bytes, the same audit event.
+macro_rules! expired {
+    ($($victim:ty),+) => {$(
+        impl Expired for $victim {
+            fn id_bytes(&self) -> &[u8; 16] {
+                self.id.as_bytes()
+            }
+
+            fn audit_event(&self, now: Timestamp, actor: &str) -> AuditEvent {
+                AuditEvent::new(EventKind::RetentionDeleted, now.as_millis())
+                    .with_actor(actor)
+                    .with_subject(self.subject.to_string())
+                    .with_category(self.category.clone())
+                    .with_record(self.id.to_string())
+                    .with_rule(self.rule.clone())
+            }
+        }
+    )+};
 }
 
-impl Expired for SweptRecord {
-    fn id_bytes(&self) -> &[u8; 16] {
-        self.id.as_bytes()
-    }
-
-    fn audit_event(&self, now: Timestamp, actor: &str) -> AuditEvent {
-        retention_deleted(
-            now,
-            actor,
-            self.subject,
-            &self.category,
-            self.id.to_string(),
-            &self.rule,
-        )
-    }
-}
-
-impl Expired for SweptMedia {
-    fn id_bytes(&self) -> &[u8; 16] {
-        self.id.as_bytes()
-    }
-
-    fn audit_event(&self, now: Timestamp, actor: &str) -> AuditEvent {
-        retention_deleted(
-            now,
-            actor,
-            self.subject,
-            &self.category,
-            self.id.to_string(),
-            &self.rule,
-        )
-    }
-}
+expired!(SweptRecord, SweptMedia);
 
 /// Due records of one category and rule, as [`DataStore::count_expired`](crate::DataStore::count_expired)
 /// counts them.

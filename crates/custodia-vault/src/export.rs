@@ -169,18 +169,24 @@ fn json_error(error: serde_json::Error) -> VaultError {
     VaultError::ExportIo(io::Error::from(error))
 }
 
+/// An entry's SHA-256: known already, or computed as the content goes through.
+enum Sha256 {
+    Known([u8; 32]),
+    Hashing(digest::Context),
+}
+
 /// A zip entry being written: counts what goes through, and hashes it unless its digest is
 /// already known.
 struct Entry<'z, W: Write + Seek> {
     zip: &'z mut ZipWriter<W>,
-    hash: Option<digest::Context>,
+    sha256: Sha256,
     bytes: u64,
 }
 
 impl<W: Write + Seek> Write for Entry<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let written = self.zip.write(buf)?;
-        if let Some(hash) = &mut self.hash {
+        if let Sha256::Hashing(hash) = &mut self.sha256 {
             hash.update(buf.get(..written).unwrap_or_default());
         }
         self.bytes = self.bytes.saturating_add(written as u64);
@@ -223,9 +229,10 @@ impl<W: Write + Seek> Archive<W> {
         self.zip.start_file(name, options).map_err(zip_error)?;
         let entry = Entry {
             zip: &mut self.zip,
-            hash: known
-                .is_none()
-                .then(|| digest::Context::new(&digest::SHA256)),
+            sha256: known.map_or_else(
+                || Sha256::Hashing(digest::Context::new(&digest::SHA256)),
+                Sha256::Known,
+            ),
             bytes: 0,
         };
         let mut buffered = BufWriter::with_capacity(ENTRY_BUFFER, entry);
@@ -233,11 +240,10 @@ impl<W: Write + Seek> Archive<W> {
         let entry = buffered
             .into_inner()
             .map_err(|error| io_error(error.into_error()))?;
-        let Entry { hash, bytes, .. } = entry;
-        let sha256 = match (hash, known) {
-            (Some(hash), _) => hex(hash.finish().as_ref()),
-            (None, Some(known)) => hex(&known),
-            (None, None) => return Err(VaultError::ExportIo(io::Error::other("no digest"))),
+        let Entry { sha256, bytes, .. } = entry;
+        let sha256 = match sha256 {
+            Sha256::Known(known) => hex(&known),
+            Sha256::Hashing(hash) => hex(hash.finish().as_ref()),
         };
         self.files.push(ExportedFile {
             name: name.to_owned(),

@@ -415,8 +415,13 @@ fn seal_digest(
     row: &MediaRow,
     sha256: &[u8; 32],
 ) -> Result<Vec<u8>, VaultError> {
-    let (subject, record) = (row.subject.to_string(), format!("{}#sha-256", row.id));
+    let (subject, record) = digest_field(row);
     Ok(data_key.seal(&FieldContext::new(&subject, &row.category, &record), sha256)?)
+}
+
+/// The subject and record names a media object's digest is sealed under.
+fn digest_field(row: &MediaRow) -> (String, String) {
+    (row.subject.to_string(), format!("{}#sha-256", row.id))
 }
 
 /// The plaintext SHA-256 [`seal_digest`] sealed for `row`, if it has one. A sealed digest
@@ -428,7 +433,7 @@ pub(crate) fn open_digest(
     if row.digest.is_empty() {
         return Ok(None);
     }
-    let (subject, record) = (row.subject.to_string(), format!("{}#sha-256", row.id));
+    let (subject, record) = digest_field(row);
     let opened = data_key
         .open(
             &FieldContext::new(&subject, &row.category, &record),

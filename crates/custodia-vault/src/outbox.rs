@@ -796,8 +796,9 @@ impl Vault {
     }
 
     /// Moves `request` from `waiting_on_recipients` to `fulfilled` when every recipient notice
-    /// of it ([`RECIPIENT_NOTICES`]) is acknowledged or impossible (audited as a `request_transition`); returns whether it
-    /// moved. Any other state, or a notice still unsettled, changes nothing. Safe to call at
+    /// of it ([`RECIPIENT_NOTICES`]) is acknowledged or impossible (audited as a
+    /// `request_transition`); returns whether it moved. Any other state, or a notice still
+    /// unsettled, changes nothing. Safe to call at
     /// any time and from several instances at once: the move is checked against the request's
     /// version, so it happens once.
     pub fn settle_recipients(&self, request: RequestId, actor: &str) -> Result<bool, VaultError> {

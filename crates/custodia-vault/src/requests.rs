@@ -1202,6 +1202,8 @@ impl Vault {
         // Queuing erasure notices moves the request's version: the final commit checks the new
         // one (still in progress, or another caller got there first).
         let mut requeued = false;
+        // What a rectification or a restriction owes the recipients (GDPR Art. 19).
+        let mut owed: Option<RecipientNotice> = None;
         let asked = || -> Result<Value, VaultError> {
             let key = self
                 .details_key(subject)?
@@ -1237,22 +1239,15 @@ impl Vault {
                     actor,
                 )?;
                 // GDPR Art. 19: each recipient of a corrected category is told, in the same
-                // commit as the correction, and the request waits on them.
+                // commit as the correction (below), and the request waits on them.
                 let only: BTreeSet<String> = corrections.iter().map(|(c, _)| c.clone()).collect();
                 if !only.is_empty() {
-                    let notice = RecipientNotice {
+                    owed = Some(RecipientNotice {
                         kind: RECTIFICATION_NOTICE,
                         only: Some(only),
                         instruction: "Correct the personal data of this user that you received from us as given in `items`, and acknowledge this notice.",
                         items: corrections,
-                    };
-                    waits = self.owe_recipients(
-                        &claimed,
-                        &notice,
-                        (&mut mutations, &mut audit),
-                        &mut report,
-                        actor,
-                    )?;
+                    });
                 }
                 answer = Some(json!({ "rectified": changed }));
                 report.rectified = changed;
@@ -1264,19 +1259,12 @@ impl Vault {
                 report.consent_events.push(event.id);
                 mutations.push(Mutation::InsertConsent(event));
                 audit.push(entry);
-                let notice = RecipientNotice {
+                owed = Some(RecipientNotice {
                     kind: RESTRICTION_NOTICE,
                     only: None,
                     instruction: "Restrict the processing of the personal data of this user that you received from us to storage, and acknowledge this notice.",
                     items: Vec::new(),
-                };
-                waits = self.owe_recipients(
-                    &claimed,
-                    &notice,
-                    (&mut mutations, &mut audit),
-                    &mut report,
-                    actor,
-                )?;
+                });
                 answer = Some(json!({ "restricted": true }));
                 touches_gate = true;
             }
@@ -1329,6 +1317,15 @@ impl Vault {
                 });
                 report.notices = notices.iter().map(|notice| notice.id).collect();
             }
+        }
+        if let Some(notice) = &owed {
+            waits = self.owe_recipients(
+                &claimed,
+                notice,
+                (&mut mutations, &mut audit),
+                &mut report,
+                actor,
+            )?;
         }
         if requeued {
             claimed = self.request_row(id)?;

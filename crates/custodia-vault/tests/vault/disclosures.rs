@@ -114,6 +114,20 @@ impl Example {
         }
     }
 
+    /// Alice, whose device id went to Bugly and system info to Alibaba, with an erasure
+    /// request waiting on them.
+    fn alice_shared_twice(&self) -> RequestRow {
+        let alice = self.subject("alice");
+        let admin = Caller::operator();
+        self.allowed(alice, &to(BUGLY, &[DEVICE_ID], "crash_reporting"), &admin);
+        self.allowed(
+            alice,
+            &to(ALIBABA, &["user.device.system_info"], "cloud_storage"),
+            &admin,
+        );
+        self.waiting_request(alice)
+    }
+
     /// A request in `waiting_on_recipients`, put straight into the store.
     fn waiting_request(&self, subject: SubjectId) -> RequestRow {
         let now = self.clock.now();
@@ -561,15 +575,7 @@ fn an_erasure_notice_stays_readable_after_the_subject_is_shredded() {
 #[test]
 fn two_instances_resuming_one_erasure_queue_each_notice_once() {
     let t = open_example("deeppiano.toml");
-    let alice = t.subject("alice");
-    let admin = Caller::operator();
-    t.allowed(alice, &to(BUGLY, &[DEVICE_ID], "crash_reporting"), &admin);
-    t.allowed(
-        alice,
-        &to(ALIBABA, &["user.device.system_info"], "cloud_storage"),
-        &admin,
-    );
-    let request = t.waiting_request(alice);
+    let request = t.alice_shared_twice();
     // A second instance on the same database, as another server would be.
     let (data, keys) = SqliteStores::open(&t.dir).unwrap();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/deeppiano.toml");
@@ -710,15 +716,7 @@ fn failed_deliveries_back_off_from_a_minute_to_an_hour_and_give_up_after_ten() {
 #[test]
 fn a_request_waits_until_every_recipient_acknowledges_or_is_impossible() {
     let t = open_example("deeppiano.toml");
-    let alice = t.subject("alice");
-    let admin = Caller::operator();
-    t.allowed(alice, &to(BUGLY, &[DEVICE_ID], "crash_reporting"), &admin);
-    t.allowed(
-        alice,
-        &to(ALIBABA, &["user.device.system_info"], "cloud_storage"),
-        &admin,
-    );
-    let request = t.waiting_request(alice);
+    let request = t.alice_shared_twice();
     let notices = t.vault.notify_recipients(&request, "dpo").unwrap();
     let (bugly, alibaba) = (notices[0].id, notices[1].id);
 
